@@ -1,0 +1,81 @@
+"""MTCNN face detection (facenet-pytorch) with a fixed return type.
+
+facenet-pytorch returns ``None`` for no face and ``dtype=object`` arrays under numpy 2;
+:class:`FaceDetector` always returns ``list[Detection]`` in original-image pixel coordinates,
+ordered left to right so a face's index is stable for the same image and settings.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from facesearch.settings import DetectionSettings
+
+log = logging.getLogger(__name__)
+
+BBox = tuple[float, float, float, float]
+
+
+@dataclass(frozen=True)
+class Detection:
+    bbox: BBox  # x1, y1, x2, y2 in the original image
+    det_prob: float
+    landmarks: tuple[tuple[float, float], ...]  # left eye, right eye, nose, mouth left, mouth right
+
+
+def downscale_for_detection(image: Image.Image, max_side: int) -> tuple[Image.Image, float]:
+    """Return (image no larger than ``max_side``, scale factor applied)."""
+    longest = max(image.size)
+    if longest <= max_side:
+        return image, 1.0
+    scale = max_side / longest
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    return image.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0), scale
+
+
+class FaceDetector:
+    """MTCNN configured once; ``detect`` maps boxes back to the original resolution."""
+
+    def __init__(self, settings: DetectionSettings, device: str = "cpu") -> None:
+        from facenet_pytorch import MTCNN  # heavy import, deferred until a detector is needed
+
+        self.settings = settings
+        self._mtcnn = MTCNN(
+            keep_all=True,
+            min_face_size=settings.min_face_size,
+            thresholds=list(settings.thresholds),
+            device=device,
+            post_process=False,
+        )
+
+    def detect(self, image: Image.Image) -> list[Detection]:
+        small, scale = downscale_for_detection(image, self.settings.max_side)
+        boxes, probs, points = self._mtcnn.detect(small, landmarks=True)
+        if boxes is None or len(boxes) == 0:
+            return []
+        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4) / scale
+        probs = np.asarray(probs, dtype=np.float64).reshape(-1)
+        points = np.asarray(points, dtype=np.float64).reshape(-1, 5, 2) / scale
+        keep = np.flatnonzero(probs >= self.settings.min_det_prob)
+        if len(keep) > self.settings.max_faces_per_image:
+            log.warning("keeping the %d most confident of %d faces", self.settings.max_faces_per_image, len(keep))
+            keep = keep[np.argsort(-probs[keep], kind="stable")[: self.settings.max_faces_per_image]]
+        width, height = image.size
+        detections = [
+            Detection(
+                bbox=_clip_box(boxes[i], width, height),
+                det_prob=float(probs[i]),
+                landmarks=tuple((float(x), float(y)) for x, y in points[i]),
+            )
+            for i in keep
+        ]
+        return sorted(detections, key=lambda d: (round(d.bbox[0]), round(d.bbox[1])))
+
+
+def _clip_box(box: np.ndarray, width: int, height: int) -> BBox:
+    x1, y1, x2, y2 = (float(v) for v in box)
+    return (max(0.0, x1), max(0.0, y1), min(float(width), x2), min(float(height), y2))

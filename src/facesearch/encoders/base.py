@@ -1,0 +1,80 @@
+"""The encoder interface: images in, faces (box, probability, landmarks, unit embedding) out."""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+from PIL import Image
+
+from facesearch.detect import BBox, Detection, FaceDetector
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Face:
+    bbox: BBox
+    det_prob: float
+    landmarks: tuple[tuple[float, float], ...]
+    embedding: np.ndarray  # float32, shape (dim,), L2 norm 1
+
+
+def l2_normalise(vectors: np.ndarray) -> np.ndarray:
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.maximum(norms, 1e-12)
+
+
+class FaceEncoder(ABC):
+    """Detect with MTCNN, crop/align per backend, embed crops in batches.
+
+    Subclasses set ``encoder_id`` and ``dim`` and write ``_crops`` (one image's aligned
+    face crops) and ``_embed_batch`` (crops -> raw vectors).
+    """
+
+    encoder_id: ClassVar[str]
+    dim: ClassVar[int]
+    describe: ClassVar[str]
+
+    def __init__(self, detector: FaceDetector, batch_size: int = 32) -> None:
+        self.detector = detector
+        self.batch_size = batch_size
+
+    def encode(self, images: Sequence[Image.Image]) -> list[list[Face]]:
+        """Faces of each image, in the detector's left-to-right order."""
+        detections = [self.detector.detect(image) for image in images]
+        return self.encode_detections(images, detections)
+
+    def encode_detections(self, images: Sequence[Image.Image], detections: Sequence[list[Detection]]) -> list[list[Face]]:
+        crops: list[Any] = []
+        for image, dets in zip(images, detections, strict=True):
+            if dets:
+                crops.extend(self._crops(image, dets))
+        vectors = self.embed_crops(crops)
+        faces: list[list[Face]] = []
+        cursor = 0
+        for dets in detections:
+            faces.append(
+                [Face(d.bbox, d.det_prob, d.landmarks, vectors[cursor + i]) for i, d in enumerate(dets)]
+            )
+            cursor += len(dets)
+        return faces
+
+    def embed_crops(self, crops: Sequence[Any]) -> np.ndarray:
+        if not crops:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        chunks = [self._embed_batch(crops[i : i + self.batch_size]) for i in range(0, len(crops), self.batch_size)]
+        return l2_normalise(np.concatenate(chunks, axis=0))
+
+    @abstractmethod
+    def _crops(self, image: Image.Image, detections: list[Detection]) -> list[Any]:
+        """Aligned crops for the detected faces of one image, in order."""
+
+    @abstractmethod
+    def _embed_batch(self, crops: Sequence[Any]) -> np.ndarray:
+        """Raw (n, dim) vectors for a batch of crops."""

@@ -1,0 +1,108 @@
+"""facenet-pytorch InceptionResnetV1 pretrained on VGGFace2 (512-d).
+
+The weights are not in the wheel: facenet-pytorch downloads ``20180402-114759-vggface2.pt`` into
+``$TORCH_HOME/checkpoints`` on first use. We keep that path, accept a local file via
+``encoder.weights_path``, and fail with a message that names the file when neither works.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from facesearch.detect import Detection, FaceDetector
+from facesearch.encoders.base import FaceEncoder
+from facesearch.errors import FaceSearchError, WeightsMissingError
+from facesearch.settings import EncoderSettings
+
+log = logging.getLogger(__name__)
+
+WEIGHTS_FILE = "20180402-114759-vggface2.pt"
+WEIGHTS_URL = f"https://github.com/timesler/facenet-pytorch/releases/download/v2.2.9/{WEIGHTS_FILE}"
+CROP_SIZE = 160
+
+
+def default_weights_path() -> Path:
+    """Where facenet-pytorch itself caches the weights: ``$TORCH_HOME/checkpoints/<file>``."""
+    from facenet_pytorch.models.inception_resnet_v1 import get_torch_home
+
+    return Path(get_torch_home()) / "checkpoints" / WEIGHTS_FILE
+
+
+def _missing_message(path: Path, why: str) -> str:
+    return (
+        f"facenet weights not found: {path} ({why}). Download {WEIGHTS_URL} (107 MB) and put it at {path}, "
+        f"or point encoder.weights_path (env FACESEARCH__ENCODER__WEIGHTS_PATH) at a local copy; "
+        f"encoder.backend=dlib works fully offline."
+    )
+
+
+def resolve_weights(settings: EncoderSettings) -> Path:
+    """Return a local weights file, downloading it the way facenet-pytorch does if allowed."""
+    if settings.weights_path is not None:
+        path = Path(settings.weights_path).expanduser()
+        if not path.is_file():
+            raise WeightsMissingError(_missing_message(path, "encoder.weights_path does not exist"))
+        return path
+    path = default_weights_path()
+    if path.is_file():
+        return path
+    if not settings.allow_download:
+        raise WeightsMissingError(_missing_message(path, "not cached and encoder.allow_download is false"))
+    from facenet_pytorch.models.utils.download import download_url_to_file
+
+    log.info("downloading facenet weights to %s", path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        download_url_to_file(WEIGHTS_URL, str(path))
+    except Exception as exc:  # any network failure: no DNS, proxy, HTTP error, timeout
+        path.unlink(missing_ok=True)
+        raise WeightsMissingError(_missing_message(path, f"download failed: {exc}")) from exc
+    return path
+
+
+def load_inception_resnet(weights: Path, device: str) -> torch.nn.Module:
+    """InceptionResnetV1 in eval mode with the given VGGFace2 state_dict (classifier head dropped)."""
+    from facenet_pytorch import InceptionResnetV1
+
+    model = InceptionResnetV1(pretrained=None, classify=False)
+    try:
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+        state = {k: v for k, v in state.items() if not k.startswith("logits.")}
+        model.load_state_dict(state, strict=True)
+    except Exception as exc:
+        raise FaceSearchError(f"cannot load facenet weights from {weights}: {exc}") from exc
+    return model.eval().to(device)
+
+
+class FacenetEncoder(FaceEncoder):
+    """MTCNN crop (160x160, fixed standardisation) -> InceptionResnetV1 -> 512-d."""
+
+    encoder_id = "facenet-vggface2"
+    dim = 512
+    describe = "facenet-pytorch InceptionResnetV1, VGGFace2 weights (512-d)"
+
+    def __init__(self, detector: FaceDetector, settings: EncoderSettings) -> None:
+        super().__init__(detector, settings.batch_size)
+        self.device = settings.device
+        self.weights = resolve_weights(settings)
+        self._model = load_inception_resnet(self.weights, self.device)
+        self.margin = detector.settings.crop_margin
+
+    def _crops(self, image: Image.Image, detections: list[Detection]) -> list[torch.Tensor]:
+        from facenet_pytorch import fixed_image_standardization
+        from facenet_pytorch.models.utils.detect_face import extract_face
+
+        return [
+            fixed_image_standardization(extract_face(image, list(d.bbox), image_size=CROP_SIZE, margin=self.margin))
+            for d in detections
+        ]
+
+    def _embed_batch(self, crops: Sequence[torch.Tensor]) -> np.ndarray:
+        with torch.inference_mode():
+            return self._model(torch.stack(list(crops)).to(self.device)).cpu().numpy()

@@ -1,0 +1,235 @@
+"""Typed settings: ``configs/default.yaml`` (+ optional overlay files) < ``FACESEARCH__*`` env < CLI.
+
+Nothing happens at import. Call :func:`load_settings` once at the edge (CLI, flow, API)
+and pass the returned :class:`Settings` down explicitly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, InitSettingsSource, SettingsConfigDict
+
+from facesearch.errors import ConfigError
+
+ENV_PREFIX = "FACESEARCH__"
+CONFIG_ENV = "FACESEARCH_CONFIG"  # colon-separated overlay files, applied after configs/default.yaml
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class EncoderSettings(_Section):
+    backend: Literal["auto", "facenet", "dlib"] = "auto"
+    # facenet: a local InceptionResnetV1 VGGFace2 state_dict; empty = facenet-pytorch's cache path.
+    weights_path: Path | None = None
+    allow_download: bool = True
+    device: str = "cpu"
+    batch_size: int = Field(32, ge=1, le=1024)
+    num_threads: int = Field(0, ge=0, description="torch intra-op threads; 0 = torch's default")
+
+
+class DetectionSettings(_Section):
+    min_face_size: int = Field(20, ge=8)
+    thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)
+    min_det_prob: float = Field(0.90, ge=0.0, le=1.0)
+    max_side: int = Field(1280, ge=160, description="images are downscaled to this longest side before detection")
+    max_faces_per_image: int = Field(64, ge=1)
+    crop_margin: int = Field(0, ge=0)
+
+
+class ImageSettings(_Section):
+    max_pixels: int = Field(40_000_000, ge=1, description="decompression-bomb guard, checked before decoding")
+    max_file_bytes: int = Field(50_000_000, ge=1)
+    extensions: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
+    load_workers: int = Field(2, ge=1, le=32)
+
+
+class MilvusSettings(_Section):
+    uri: str = "data/milvus/facesearch.db"
+    token: str = ""
+    alias: str = "face_search"
+    collection_prefix: str = "face_search"
+    timeout_s: float = Field(10.0, gt=0)
+    retries: int = Field(3, ge=0, le=10)
+    retry_backoff_s: float = Field(0.5, ge=0)
+    insert_batch: int = Field(512, ge=1)
+
+    @property
+    def is_local_lite(self) -> bool:
+        """True when the URI is a Milvus Lite path rather than a server address."""
+        return "://" not in self.uri
+
+
+class IndexSettings(_Section):
+    index_type: Literal["IVF_FLAT"] = "IVF_FLAT"
+    metric_type: Literal["L2"] = "L2"
+    nlist: int = Field(128, ge=1, le=65536)
+    nprobe: int = Field(16, ge=1, le=65536)
+
+
+class SearchSettings(_Section):
+    k: int = Field(10, ge=1, le=16384)
+
+
+class IdentifySettings(_Section):
+    # Max L2 distance between unit embeddings for "same person", per encoder id.
+    # dlib value calibrated on samples/faces/johns with `facesearch calibrate` (see README).
+    thresholds: dict[str, float] = {"dlib-resnet-v1": 0.42, "facenet-vggface2": 1.05}
+
+
+class DuplicateSettings(_Section):
+    # Candidate radius: max L2 distance between matching faces of two copies, per encoder id.
+    # dlib: resized/recompressed copies of the samples stay below 0.52 (tiny VOC faces), most below 0.2.
+    thresholds: dict[str, float] = {"dlib-resnet-v1": 0.55, "facenet-vggface2": 0.9}
+    phash_max_bits: int = Field(6, ge=0, le=63, description="max whole-photo pHash difference for a copy")
+    layout_tolerance: float = Field(0.25, gt=0, description="max box-layout mismatch (in face widths) for a cropped copy")
+    k: int = Field(16, ge=2, le=1024)
+    query_batch: int = Field(256, ge=1)
+
+
+class PathSettings(_Section):
+    data_dir: Path = Path("data")
+    images_dir: Path = Path("data/images")
+
+
+class LoggingSettings(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class Settings(_Section):
+    """All FaceSearch settings. Sections mirror ``configs/default.yaml``."""
+
+    encoder: EncoderSettings = EncoderSettings()
+    detection: DetectionSettings = DetectionSettings()
+    images: ImageSettings = ImageSettings()
+    milvus: MilvusSettings = MilvusSettings()
+    index: IndexSettings = IndexSettings()
+    search: SearchSettings = SearchSettings()
+    identify: IdentifySettings = IdentifySettings()
+    duplicates: DuplicateSettings = DuplicateSettings()
+    paths: PathSettings = PathSettings()
+    logging: LoggingSettings = LoggingSettings()
+
+    @model_validator(mode="after")
+    def _nprobe_within_nlist(self) -> Settings:
+        if self.index.nprobe > self.index.nlist:
+            raise ValueError(f"index.nprobe ({self.index.nprobe}) must not exceed index.nlist ({self.index.nlist})")
+        return self
+
+    def fingerprint(self) -> str:
+        """Stable hash of every setting, for cache keys and run tags."""
+        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+class _Sources(BaseSettings):
+    """Merges the layers; validated afterwards into the plain :class:`Settings` model."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="ignore")
+
+    encoder: dict[str, Any] = {}
+    detection: dict[str, Any] = {}
+    images: dict[str, Any] = {}
+    milvus: dict[str, Any] = {}
+    index: dict[str, Any] = {}
+    search: dict[str, Any] = {}
+    identify: dict[str, Any] = {}
+    duplicates: dict[str, Any] = {}
+    paths: dict[str, Any] = {}
+    logging: dict[str, Any] = {}
+
+
+def default_config_path() -> Path | None:
+    """``configs/default.yaml`` in the working directory, else beside the source checkout."""
+    for root in (Path.cwd(), Path(__file__).resolve().parents[2]):
+        candidate = root / "configs" / "default.yaml"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file not found: {path}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping at the top level")
+    return data
+
+
+def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """``["milvus.uri=http://h:19530", "index.nlist=256"]`` -> nested dict (values parsed as YAML)."""
+    nested: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"override {pair!r} must look like section.key=value")
+        node = nested
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = yaml.safe_load(raw) if raw else ""
+    return nested
+
+
+def _format_validation_error(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "(settings)"
+        given = f" (got {err['input']!r})" if "input" in err and not isinstance(err["input"], dict) else ""
+        lines.append(f"{key}: {err['msg']}{given}")
+    return "invalid configuration: " + "; ".join(lines)
+
+
+def load_settings(
+    config_files: list[Path] | None = None,
+    overrides: dict[str, Any] | None = None,
+    *,
+    use_default_file: bool = True,
+) -> Settings:
+    """Build :class:`Settings` from default.yaml, overlay files, ``FACESEARCH__*`` env and overrides."""
+    files: list[Path] = []
+    if use_default_file and (default := default_config_path()):
+        files.append(default)
+    files += [Path(p) for p in os.environ.get(CONFIG_ENV, "").split(os.pathsep) if p]
+    files += [Path(p) for p in (config_files or [])]
+    file_data: dict[str, Any] = {}
+    for path in files:
+        file_data = _deep_merge(file_data, read_yaml(path))
+
+    unknown = sorted(set(file_data) - set(Settings.model_fields))
+    if unknown:
+        raise ConfigError(f"invalid configuration: unknown section(s) {', '.join(unknown)}")
+
+    class _Layered(_Sources):
+        @classmethod
+        def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings):  # type: ignore[override]  # noqa: ANN001
+            return (init_settings, env_settings, InitSettingsSource(settings_cls, init_kwargs=file_data))
+
+    try:
+        layered = _Layered(**(overrides or {}))
+        return Settings.model_validate(layered.model_dump())
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(exc)) from None
+

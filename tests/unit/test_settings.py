@@ -1,0 +1,79 @@
+from pathlib import Path
+
+import pytest
+
+from facesearch.errors import ConfigError
+from facesearch.settings import Settings, default_config_path, load_settings, parse_overrides, read_yaml
+
+
+def test_default_yaml_matches_model_defaults():
+    """configs/default.yaml documents every key; it must agree with the code's defaults."""
+    path = default_config_path()
+    assert path is not None and path.name == "default.yaml"
+    assert load_settings() == Settings.model_validate(read_yaml(path))
+    assert load_settings() == Settings()
+
+
+def test_env_overrides_yaml(monkeypatch):
+    monkeypatch.setenv("FACESEARCH__MILVUS__URI", "http://milvus.example:19530")
+    monkeypatch.setenv("FACESEARCH__INDEX__NLIST", "256")
+    s = load_settings()
+    assert s.milvus.uri == "http://milvus.example:19530"
+    assert s.index.nlist == 256
+    assert not s.milvus.is_local_lite
+
+
+def test_overlay_file_and_cli_override_order(tmp_path: Path, monkeypatch):
+    overlay = tmp_path / "overlay.yaml"
+    overlay.write_text("index:\n  nlist: 64\n  nprobe: 8\nsearch:\n  k: 3\n")
+    monkeypatch.setenv("FACESEARCH__SEARCH__K", "5")
+    s = load_settings([overlay], parse_overrides(["index.nprobe=4"]))
+    assert (s.index.nlist, s.index.nprobe, s.search.k) == (64, 4, 5)  # file < env < CLI
+
+
+@pytest.mark.parametrize(
+    ("overrides", "names"),
+    [
+        (["index.nlist=abc"], "index.nlist"),
+        (["milvus.urii=x"], "milvus.urii"),
+        (["encoder.backend=tensorflow"], "encoder.backend"),
+        (["index.nlist=8", "index.nprobe=16"], "nprobe"),
+    ],
+)
+def test_validation_error_names_the_key(overrides, names):
+    with pytest.raises(ConfigError) as err:
+        load_settings(overrides=parse_overrides(overrides))
+    assert names in str(err.value)
+    assert err.value.exit_code == 2
+
+
+def test_env_typo_is_reported(monkeypatch):
+    monkeypatch.setenv("FACESEARCH__MILVUS__URL", "http://x:1")
+    with pytest.raises(ConfigError, match="milvus.url"):
+        load_settings()
+
+
+def test_unknown_section_and_bad_yaml(tmp_path: Path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("milvuss:\n  uri: x\n")
+    with pytest.raises(ConfigError, match="milvuss"):
+        load_settings([bad])
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("index: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_settings([broken])
+    with pytest.raises(ConfigError, match="not found"):
+        load_settings([tmp_path / "missing.yaml"])
+
+
+def test_override_syntax():
+    assert parse_overrides(["a.b=1", "a.c=x", "d.e=[1, 2]"]) == {"a": {"b": 1, "c": "x"}, "d": {"e": [1, 2]}}
+    with pytest.raises(ConfigError):
+        parse_overrides(["no-equals-sign"])
+
+
+def test_fingerprint_changes_with_settings():
+    base = load_settings()
+    other = load_settings(overrides={"index": {"nlist": 256}})
+    assert base.fingerprint() == load_settings().fingerprint()
+    assert base.fingerprint() != other.fingerprint()
