@@ -240,6 +240,7 @@ def duplicates(
                     limit,
                     dup.k,
                     settings.index.nprobe,
+                    near_identical=dup.near_identical.get(encoder_id, 0.0),
                     phash_max_bits=dup.phash_max_bits,
                     layout_tolerance=dup.layout_tolerance,
                     batch=dup.query_batch,

@@ -4,10 +4,11 @@
    other photos within the encoder's ``duplicates.thresholds`` radius. Cost: N/batch Milvus calls
    and O(N*k) memory for candidate pairs, never an O(N^2) loop.
 2. A candidate pair of photos is a duplicate when every face of the photo with fewer faces is
-   matched (a light crop may drop an edge face) and either their whole-photo pHashes differ by at
-   most ``duplicates.phash_max_bits`` (resize/recompress: <= 2 bits) or, with two or more faces,
-   the matched boxes have the same layout up to scale and shift (crops). Face embeddings alone
-   cannot tell a copy from another photo of the same person; these checks can.
+   matched (a light crop may drop an edge face) and one of these holds: their whole-photo pHashes
+   differ by at most ``duplicates.phash_max_bits`` (resize/recompress: <= 2 bits); every matched
+   face is within ``duplicates.near_identical`` (same photo, any crop); or, with two or more
+   faces, the matched boxes have the same layout up to scale and shift (crops). The loose radius
+   alone cannot tell a copy from another photo of the same person; these checks can.
 Byte-identical copies (one row set with several ``image_paths``) are duplicates at distance 0.
 """
 
@@ -77,6 +78,7 @@ def find_duplicates(
     k: int,
     nprobe: int,
     *,
+    near_identical: float = 0.0,
     phash_max_bits: int = 6,
     layout_tolerance: float = 0.25,
     batch: int = 256,
@@ -101,35 +103,44 @@ def find_duplicates(
                     best[face] = (hit.distance, hit.face_index)
         if progress:
             progress(len(rows))
-    return _group(photos, matches, phash_max_bits, layout_tolerance)
+    return _group(photos, matches, _CopyRule(near_identical, phash_max_bits, layout_tolerance))
 
 
-def _is_copy(
-    photos: dict[str, _Photo], small: str, large: str, matched: dict[int, tuple[float, int]], phash_max_bits: int, tolerance: float
-) -> bool:
-    if len(matched) < len(photos[small].boxes) or small not in photos or large not in photos:
+@dataclass(frozen=True)
+class _CopyRule:
+    near_identical: float
+    phash_max_bits: int
+    layout_tolerance: float
+
+
+def _is_copy(photos: dict[str, _Photo], small: str, large: str, matched: dict[int, tuple[float, int]], rule: _CopyRule) -> bool:
+    if len(matched) < len(photos[small].boxes):
         return False
-    if hamming(photos[small].phash, photos[large].phash) <= phash_max_bits:
+    if hamming(photos[small].phash, photos[large].phash) <= rule.phash_max_bits:
+        return True
+    if all(dist <= rule.near_identical for dist, _ in matched.values()):
         return True
     partners = [other for _, other in matched.values()]
     if len(matched) < 2 or len(set(partners)) != len(partners) or any(p not in photos[large].boxes for p in partners):
         return False
     pairs = [(photos[small].boxes[f], photos[large].boxes[other]) for f, (_, other) in matched.items()]
-    return same_layout(pairs, tolerance)
+    return same_layout(pairs, rule.layout_tolerance)
 
 
-def _group(
-    photos: dict[str, _Photo], matches: dict[tuple[str, str], dict[int, tuple[float, int]]], phash_max_bits: int, tolerance: float
-) -> list[DuplicateGroup]:
+def _group(photos: dict[str, _Photo], matches: dict[tuple[str, str], dict[int, tuple[float, int]]], rule: _CopyRule) -> list[DuplicateGroup]:
     uf = _UnionFind()
     worst: dict[str, float] = defaultdict(float)  # per photo: largest face distance that joined it
     for a, b in {tuple(sorted(pair)) for pair in matches}:
         if a not in photos or b not in photos:
             continue
-        small, large = (a, b) if len(photos[a].boxes) <= len(photos[b].boxes) else (b, a)
-        matched = matches.get((small, large), {})
-        if not _is_copy(photos, small, large, matched, phash_max_bits, tolerance):
+        # Check from the photo with fewer faces; with equal counts either direction may be complete
+        # (top-k search is not symmetric), so try both.
+        na, nb = len(photos[a].boxes), len(photos[b].boxes)
+        directions = [(a, b), (b, a)] if na == nb else [(a, b)] if na < nb else [(b, a)]
+        found = [matches.get(d, {}) for d in directions if _is_copy(photos, *d, matches.get(d, {}), rule)]
+        if not found:
             continue
+        matched = found[0]
         uf.union(a, b)
         dist = max(d for d, _ in matched.values())
         worst[a], worst[b] = max(worst[a], dist), max(worst[b], dist)

@@ -173,35 +173,47 @@ def _index_chunk(
             report.skip(job.path, item.reason, item.detail)
         else:
             good.append((job, item))
-    existing = {} if force else store.records_for_images(collection, sorted({img.sha256 for _, img in good}))
+    existing = store.records_for_images(collection, sorted({img.sha256 for _, img in good}))
     to_embed: list[tuple[IndexJob, LoadedImage]] = []
     updates: list[FaceRecord] = []
     for job, img in good:
-        path = canonical_path(job.path)
-        if img.sha256 in existing:
-            merged = _merge_existing(existing[img.sha256], path, job.identity)
+        if img.sha256 in existing and not force:
+            merged = _merge_existing(existing[img.sha256], canonical_path(job.path), job.identity)
             if merged is not None:
                 existing[img.sha256] = merged
                 updates.extend(merged)
             report.images_unchanged += 1
         else:
             to_embed.append((job, img))
+    embedded_now: set[str] = set()
     if to_embed:
         faces_per_image = encoder.encode([img.image for _, img in to_embed])
         for (job, img), faces in zip(to_embed, faces_per_image, strict=True):
+            path = canonical_path(job.path)
+            if img.sha256 in embedded_now:  # the same bytes twice in one chunk: one set of rows, both paths
+                merged = _merge_existing(existing[img.sha256], path, job.identity)
+                if merged is not None:
+                    existing[img.sha256] = merged
+                    updates.extend(merged)
+                report.images_unchanged += 1
+                continue
             if not faces:
                 report.skip(job.path, "no_face", "no face detected")
                 continue
-            records = build_records(img, faces, canonical_path(job.path), job.identity, encoder.encoder_id)
-            if img.sha256 in existing:  # the same bytes twice in one chunk: keep one set of rows
-                merged = _merge_existing(existing[img.sha256], records[0].image_path, job.identity)
-                records = merged or existing[img.sha256]
-                report.images_unchanged += 1
-            else:
-                report.images_indexed += 1
-                report.faces_indexed += len(records)
+            previous = existing.get(img.sha256, [])
+            identity = job.identity or (previous[0].identity if previous else "")
+            records = build_records(img, faces, path, identity, encoder.encoder_id)
+            if previous:  # --force: keep every known path, drop rows for faces no longer detected
+                paths = sorted({path, *(p for r in previous for p in r.image_paths if os.path.exists(p))})
+                records = [FaceRecord(**{**r.__dict__, "image_paths": paths, "image_path": paths[0]}) for r in records]
+                stale = [r.id for r in previous if r.face_index >= len(records)]
+                if stale:
+                    store.delete_ids(collection, stale)
+            embedded_now.add(img.sha256)
             existing[img.sha256] = records
             updates.extend(records)
+            report.images_indexed += 1
+            report.faces_indexed += len(records)
     if updates:
         latest = {r.id: r for r in updates}  # last write per key wins
         store.upsert(collection, list(latest.values()))

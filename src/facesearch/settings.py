@@ -89,6 +89,9 @@ class DuplicateSettings(_Section):
     # Candidate radius: max L2 distance between matching faces of two copies, per encoder id.
     # dlib: resized/recompressed copies of the samples stay below 0.52 (tiny VOC faces), most below 0.2.
     thresholds: dict[str, float] = {"dlib-resnet-v1": 0.55, "facenet-vggface2": 0.9}
+    # Faces this close are the same photo of the same face (no other check needed), per encoder id.
+    # dlib on the johns: re-processed copies <= 0.057, different photos of one person >= 0.126.
+    near_identical: dict[str, float] = {"dlib-resnet-v1": 0.09, "facenet-vggface2": 0.3}
     phash_max_bits: int = Field(6, ge=0, le=63, description="max whole-photo pHash difference for a copy")
     layout_tolerance: float = Field(0.25, gt=0, description="max box-layout mismatch (in face widths) for a cropped copy")
     k: int = Field(16, ge=2, le=1024)

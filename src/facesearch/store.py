@@ -145,7 +145,7 @@ def quiet_pymilvus_logging() -> None:
 
     Call after importing pymilvus: its import runs ``logging.config.dictConfig`` and resets levels.
     """
-    for name in ("pymilvus", "pymilvus.milvus_client", "pymilvus.bulk_writer"):
+    for name in ("pymilvus", "pymilvus.milvus_client", "pymilvus.bulk_writer", "grpc._server"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
 
 

@@ -1,0 +1,104 @@
+"""FaceStore against a real Milvus Lite database: index parameters, aliases, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from facesearch.errors import CollectionNotFoundError, IndexParamsNotHonouredError, StoreBusyError
+from facesearch.settings import IndexSettings
+from facesearch.store import FaceRecord, FaceStore, parse_index_description
+
+pytestmark = pytest.mark.integration
+
+
+def records(n: int, dim: int = 8, seed: int = 0) -> list[FaceRecord]:
+    rng = np.random.default_rng(seed)
+    vecs = rng.normal(size=(n, dim)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    return [
+        FaceRecord(i + 1, f"/p/{i}.jpg", [f"/p/{i}.jpg"], f"{i:064x}", i, 0, [0, 0, 1, 1], 0.99, "", "dlib-resnet-v1", vecs[i])
+        for i in range(n)
+    ]
+
+
+def test_nlist_in_force_is_read_back(store: FaceStore):
+    store.ensure_collection("c1", 8, IndexSettings(nlist=48, nprobe=4))
+    assert store.index_info("c1").nlist == 48
+    store.upsert("c1", records(300))
+    assert store.rebuild_index("c1", 12).nlist == 12
+    assert store.index_info("c1").as_dict() == {"type": "IVF_FLAT", "nlist": 12, "metric": "L2"}
+
+
+def test_documented_param_form_is_caught_when_dropped(store: FaceStore):
+    """milvus-lite 3.2.2 drops nlist given as params={"nlist": N}; our read-back must notice."""
+    store.ensure_collection("c2", 8, IndexSettings(nlist=16, nprobe=4))
+    client = store._client
+    client.release_collection("c2")
+    client.drop_index("c2", "embedding")
+    params = client.prepare_index_params()
+    params.add_index(field_name="embedding", index_type="IVF_FLAT", metric_type="L2", params={"nlist": 64})
+    client.create_index("c2", params)
+    info = parse_index_description(client.describe_index("c2", "embedding"))
+    if info.nlist == 64:
+        pytest.skip("this Milvus honours the documented form")
+    with pytest.raises(IndexParamsNotHonouredError, match="nlist=64"):
+        store._verify_index("c2", "IVF_FLAT", 64)
+
+
+def test_search_distances_are_true_l2(store: FaceStore):
+    store.ensure_collection("c3", 8, IndexSettings(nlist=4, nprobe=4))
+    recs = records(50)
+    store.upsert("c3", recs)
+    query = recs[0].embedding + 0.01
+    hits = store.search("c3", query[None], k=5, nprobe=4)[0]
+    expected = sorted(np.linalg.norm(np.stack([r.embedding for r in recs]) - query, axis=1))[:5]
+    assert [h.distance for h in hits] == pytest.approx(expected, abs=1e-4)
+    radius_hits = store.search("c3", query[None], k=50, nprobe=4, radius=float(expected[2]) + 1e-4)[0]
+    assert len(radius_hits) == 3
+
+
+def test_alias_moves_and_resolves(store: FaceStore):
+    for name in ("a1", "a2"):
+        store.ensure_collection(name, 8, IndexSettings(nlist=4, nprobe=4))
+    assert store.point_alias("face_search", "a1") is None
+    assert store.resolve("face_search") == "a1"
+    assert store.point_alias("face_search", "a2") == "a1"
+    assert store.resolve("face_search") == "a2"
+    with pytest.raises(CollectionNotFoundError, match="index some photos first"):
+        store.resolve("nothing_here")
+
+
+def test_reopened_lite_store_is_loaded(settings):
+    with FaceStore(settings.milvus) as first:
+        first.ensure_collection("c4", 8, IndexSettings(nlist=4, nprobe=4))
+        first.upsert("c4", records(20))
+    from milvus_lite.server_manager import server_manager_instance
+
+    server_manager_instance.release_all()  # what a new process sees: collections come back released
+    with FaceStore(settings.milvus) as second:
+        assert second.count("c4") == 20
+
+
+def test_second_process_gets_store_busy(settings, tmp_path):
+    import subprocess
+    import sys
+    import textwrap
+
+    with FaceStore(settings.milvus) as holder:
+        holder.list_collections()
+        code = textwrap.dedent(
+            f"""
+            from facesearch.settings import load_settings
+            from facesearch.store import FaceStore
+            from facesearch.errors import StoreBusyError
+            s = load_settings(overrides={{"milvus": {{"uri": {settings.milvus.uri!r}, "retries": 0}}}})
+            try:
+                FaceStore(s.milvus)
+            except StoreBusyError as exc:
+                print("BUSY", exc)
+            """
+        )
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert "BUSY" in out.stdout and "in use by another process" in out.stdout, out.stderr
+    assert StoreBusyError.exit_code == 1

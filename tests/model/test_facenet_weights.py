@@ -1,0 +1,105 @@
+"""The facenet backend's weight loading: local file, facenet-pytorch's cache path, and the clear error.
+
+No VGGFace2 weights ship in any package, so these tests write a state_dict of the real
+architecture themselves; quality is tested with the dlib backend. The internet is the one
+boundary mocked here: the download function is replaced by one that fails like a closed network.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.error import URLError
+
+import numpy as np
+import pytest
+import torch
+
+from facesearch.encoders import build_encoder
+from facesearch.encoders.facenet import WEIGHTS_FILE, FacenetEncoder, default_weights_path
+from facesearch.errors import WeightsMissingError
+from facesearch.images import load_image
+from facesearch.settings import load_settings
+
+pytestmark = pytest.mark.model
+
+
+@pytest.fixture(scope="module")
+def state_dict_file(tmp_path_factory) -> Path:
+    from facenet_pytorch import InceptionResnetV1
+
+    torch.manual_seed(0)
+    model = InceptionResnetV1(pretrained=None, classify=False, num_classes=8631)  # same keys as the VGGFace2 file
+    path = tmp_path_factory.mktemp("weights") / WEIGHTS_FILE
+    torch.save(model.state_dict(), path)
+    return path
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    """The internet boundary: any download attempt fails the way it does without a network."""
+    calls = []
+
+    def no_network(url, dst, *args, **kwargs):
+        calls.append(url)
+        raise URLError("[Errno -2] Name or service not known")
+
+    monkeypatch.setattr("facenet_pytorch.models.utils.download.download_url_to_file", no_network)
+    return calls
+
+
+def test_weights_path_setting_loads_512d_unit_vectors(state_dict_file: Path, johns: Path):
+    settings = load_settings(overrides={"encoder": {"backend": "facenet", "weights_path": str(state_dict_file)}})
+    encoder = build_encoder(settings)
+    assert isinstance(encoder, FacenetEncoder) and encoder.weights == state_dict_file
+    images = [load_image(p, settings.images).image for p in sorted(johns.glob("John_Simm/*.jpg"))[:3]]
+    faces = encoder.encode(images)
+    vectors = np.stack([f[0].embedding for f in faces])
+    assert vectors.shape == (3, 512) and vectors.dtype == np.float32
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert not np.allclose(vectors[0], vectors[1])  # different photos, different vectors
+
+
+def test_loads_from_facenet_pytorch_cache_path(state_dict_file: Path, tmp_path: Path, monkeypatch, offline):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    cached = tmp_path / "checkpoints" / WEIGHTS_FILE
+    assert default_weights_path() == cached
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(state_dict_file.read_bytes())
+    encoder = build_encoder(load_settings(overrides={"encoder": {"backend": "facenet"}}))
+    assert encoder.encoder_id == "facenet-vggface2" and encoder.weights == cached
+    assert offline == []  # found locally: no download attempted
+
+
+def test_missing_weights_offline_gives_clear_error(tmp_path: Path, monkeypatch, offline):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    with pytest.raises(WeightsMissingError) as err:
+        build_encoder(load_settings(overrides={"encoder": {"backend": "facenet"}}))
+    message = str(err.value)
+    assert WEIGHTS_FILE in message and str(tmp_path / "checkpoints") in message
+    assert "encoder.weights_path" in message and "download failed" in message
+    assert len(offline) == 1 and offline[0].endswith(WEIGHTS_FILE)
+    assert not (tmp_path / "checkpoints" / WEIGHTS_FILE).exists()  # no half-written file left behind
+
+
+def test_missing_weights_without_download(tmp_path: Path, monkeypatch, offline):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    with pytest.raises(WeightsMissingError, match="allow_download is false"):
+        build_encoder(load_settings(overrides={"encoder": {"backend": "facenet", "allow_download": False}}))
+    with pytest.raises(WeightsMissingError, match="does not exist"):
+        build_encoder(load_settings(overrides={"encoder": {"backend": "facenet", "weights_path": str(tmp_path / "nope.pt")}}))
+    assert offline == []
+
+
+def test_auto_falls_back_to_dlib_and_says_why(tmp_path: Path, monkeypatch, offline, caplog):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    with caplog.at_level("WARNING", logger="facesearch"):
+        encoder = build_encoder(load_settings(overrides={"encoder": {"backend": "auto"}}))
+    assert encoder.encoder_id == "dlib-resnet-v1" and encoder.dim == 128
+    assert any("falling back to dlib" in r.message and WEIGHTS_FILE in r.message for r in caplog.records)
+
+
+def test_corrupt_weights_file(tmp_path: Path):
+    bad = tmp_path / "broken.pt"
+    bad.write_bytes(b"not a torch file")
+    with pytest.raises(Exception, match="cannot load facenet weights"):
+        build_encoder(load_settings(overrides={"encoder": {"backend": "facenet", "weights_path": str(bad)}}))
