@@ -101,6 +101,60 @@ class DuplicateSettings(_Section):
 class PathSettings(_Section):
     data_dir: Path = Path("data")
     images_dir: Path = Path("data/images")
+    embeddings_dir: Path = Path("data/embeddings")
+    reports_dir: Path = Path("data/reports")
+
+
+class DatasetSettings(_Section):
+    # Images under these sub-folders of paths.images_dir are labelled with their parent folder's
+    # name (people/<Name>/photo.jpg -> identity "Name"); everything else is unlabelled.
+    labelled_dirs: tuple[str, ...] = ("people",)
+    dvc_remote: str = "dvc-remote"  # a directory (relative to the repo root) or any DVC remote URL
+    dvc_remote_name: str = "local"
+    push: bool = True
+
+
+class ValidationSettings(_Section):
+    allowed_formats: tuple[str, ...] = ("JPEG", "MPO", "PNG", "WEBP", "BMP", "TIFF", "GIF")
+    min_side: int = Field(32, ge=1)
+    max_side: int = Field(20000, ge=1)
+    min_file_bytes: int = Field(100, ge=0)
+    max_file_bytes: int = Field(50_000_000, ge=1)
+    max_unreadable_fraction: float = Field(0.05, ge=0.0, le=1.0)
+    fail_on_duplicate_sha256: bool = False  # duplicates are always flagged; fail only if asked
+    norm_tolerance: float = Field(1e-3, gt=0)
+    min_det_prob: float = Field(0.90, ge=0.0, le=1.0)
+    min_mean_faces_per_image: float = Field(0.5, ge=0.0)
+    max_mean_faces_per_image: float = Field(20.0, gt=0.0)
+    max_no_face_fraction: float = Field(0.5, ge=0.0, le=1.0)
+
+
+class SweepSettings(_Section):
+    nlist_grid: tuple[int, ...] = ()  # empty = derived from N (around 4*sqrt(N))
+    nprobe_grid: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64)
+    min_points_per_list: int = Field(4, ge=1, description="cap nlist at N / this (IVF k-means needs points per list)")
+    max_nlist: int = Field(4096, ge=1)
+    k: int = Field(10, ge=1)
+    queries: int = Field(200, ge=1, description="stored faces used as queries (recall and batched QPS)")
+    latency_queries: int = Field(50, ge=1, description="single-query calls timed per configuration")
+    seed: int = 0
+
+
+class PromotionSettings(_Section):
+    min_recall: float = Field(0.99, ge=0.0, le=1.0)
+    rule: Literal["lowest_p95_with_min_recall"] = "lowest_p95_with_min_recall"
+    keep_collections: int = Field(3, ge=1, description="candidate collections kept for rollback")
+
+
+class TrackingSettings(_Section):
+    mlflow_uri: str = "sqlite:///data/mlflow/mlflow.db"
+    artifact_root: Path = Path("data/mlflow/artifacts")
+    experiment: str = "facesearch-index-sweep"
+
+
+class ScheduleSettings(_Section):
+    cron: str = "0 3 * * *"
+    deployment_name: str = "facesearch-nightly-reindex"
 
 
 class LoggingSettings(_Section):
@@ -119,6 +173,12 @@ class Settings(_Section):
     identify: IdentifySettings = IdentifySettings()
     duplicates: DuplicateSettings = DuplicateSettings()
     paths: PathSettings = PathSettings()
+    dataset: DatasetSettings = DatasetSettings()
+    validation: ValidationSettings = ValidationSettings()
+    sweep: SweepSettings = SweepSettings()
+    promotion: PromotionSettings = PromotionSettings()
+    tracking: TrackingSettings = TrackingSettings()
+    schedule: ScheduleSettings = ScheduleSettings()
     logging: LoggingSettings = LoggingSettings()
 
     @model_validator(mode="after")
@@ -147,6 +207,12 @@ class _Sources(BaseSettings):
     identify: dict[str, Any] = {}
     duplicates: dict[str, Any] = {}
     paths: dict[str, Any] = {}
+    dataset: dict[str, Any] = {}
+    validation: dict[str, Any] = {}
+    sweep: dict[str, Any] = {}
+    promotion: dict[str, Any] = {}
+    tracking: dict[str, Any] = {}
+    schedule: dict[str, Any] = {}
     logging: dict[str, Any] = {}
 
 
