@@ -87,7 +87,7 @@ def emit(doc: dict[str, Any], as_json: bool, render: Callable[[dict[str, Any]], 
 
 
 @contextmanager
-def progress_bar(description: str, total: int) -> Iterator[Callable[[int], None]]:
+def progress_bar(description: str, total: int | None) -> Iterator[Callable[[int], None]]:
     """A rich progress bar on stderr; yields an ``advance(n)`` callback."""
     with Progress(
         TextColumn("[bold]{task.description}"),
@@ -157,18 +157,9 @@ def search(
     """Which photos contain the faces in IMAGE? Top-k stored faces per query face."""
 
     def body(settings: Settings) -> None:
-        from facesearch.images import load_image
-        from facesearch.search import query_faces, search_faces, search_json
-        from facesearch.serving import encoder_for_store, serving_collection
-        from facesearch.store import FaceStore
+        from facesearch.query import search_image
 
-        loaded = load_image(image, settings.images)
-        with FaceStore(settings.milvus) as store:
-            collection = serving_collection(store, settings)
-            encoder = encoder_for_store(store, settings)
-            faces = query_faces(encoder, loaded)
-            results = search_faces(store, collection, faces, k or settings.search.k, settings.index.nprobe)
-        emit(search_json(str(image), results), as_json, _render_search)
+        emit(search_image(settings, image, k), as_json, _render_search)
 
     run_command(ctx, body)
 
@@ -191,19 +182,9 @@ def identify(
     """Who is this? The identity of the nearest enrolled face within the threshold, else unknown."""
 
     def body(settings: Settings) -> None:
-        from facesearch.identify import identify_faces, identify_json, identity_threshold
-        from facesearch.images import load_image
-        from facesearch.search import query_faces
-        from facesearch.serving import encoder_for_store, serving_collection
-        from facesearch.store import FaceStore
+        from facesearch.query import identify_image
 
-        loaded = load_image(image, settings.images)
-        with FaceStore(settings.milvus) as store:
-            collection = serving_collection(store, settings)
-            encoder = encoder_for_store(store, settings)
-            limit = threshold if threshold is not None else identity_threshold(settings, encoder.encoder_id)
-            results = identify_faces(store, collection, query_faces(encoder, loaded), limit, settings.index.nprobe)
-        emit(identify_json(str(image), results, limit), as_json, _render_identify)
+        emit(identify_image(settings, image, threshold), as_json, _render_identify)
 
     run_command(ctx, body)
 
@@ -335,17 +316,133 @@ def calibrate(
     run_command(ctx, body)
 
 
+# -- pipeline (also the DVC stages in dvc.yaml) ----------------------------------------------
+OutOpt = Annotated[Path | None, typer.Option("--out", help="Also write the JSON document to this file.")]
+
+
+def _emit_to(doc: dict[str, Any], out: Path | None, as_json: bool) -> None:
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(doc, indent=2, default=str) + "\n")
+    emit(doc, as_json, lambda d: stdout.print_json(data=json.loads(json.dumps(d, default=str))))
+
+
+@app.command()
+def validate(ctx: typer.Context, as_json: JsonOpt = False, out: OutOpt = None) -> None:
+    """Validate the dataset folder (paths.images_dir) with the great-expectations manifest suite."""
+
+    def body(settings: Settings) -> None:
+        from facesearch import pipeline
+        from facesearch.validate import require
+
+        with progress_bar("reading images", None) as advance:
+            manifest = pipeline.build_manifest(settings, advance)
+        report = pipeline.check_manifest(manifest, settings)
+        _emit_to(report.to_dict(), out, as_json)
+        require(report)
+
+    run_command(ctx, body)
+
+
+@app.command()
+def embed(ctx: typer.Context, as_json: JsonOpt = False, out: OutOpt = None) -> None:
+    """Embed new images of the dataset into the cache (paths.embeddings_dir), then validate the embeddings."""
+
+    def body(settings: Settings) -> None:
+        from facesearch import pipeline
+        from facesearch.validate import require
+
+        manifest = pipeline.build_manifest(settings)
+        with progress_bar("embedding", int(manifest["readable"].sum())) as advance:
+            report = pipeline.embed_images(manifest, settings, advance)
+        quality = pipeline.check_embeddings(manifest, settings, report.encoder)
+        _emit_to({**report.as_dict(), "validation": quality.to_dict()}, out, as_json)
+        require(quality)
+
+    run_command(ctx, body)
+
+
+@app.command()
+def sweep(ctx: typer.Context, as_json: JsonOpt = False, out: OutOpt = None) -> None:
+    """Load the dataset's cached embeddings into a new candidate collection and sweep nlist x nprobe (MLflow)."""
+
+    def body(settings: Settings) -> None:
+        from facesearch import pipeline
+        from facesearch.encoders import build_encoder
+        from facesearch.versioning import recorded_version
+
+        version = recorded_version(settings)
+        manifest = pipeline.build_manifest(settings)
+        encoder_id = build_encoder(settings).encoder_id
+        candidate = pipeline.load_candidate_step(manifest, settings, version, encoder_id)
+        result, runs = pipeline.sweep_candidate(settings, candidate)
+        doc = {"collection": candidate.collection, "dataset_version": version.md5, "mlflow_run_id": runs.parent_run_id, **result.as_dict()}
+        _emit_to(doc, out, as_json)
+
+    run_command(ctx, body)
+
+
+@app.command()
+def promote(
+    ctx: typer.Context,
+    rollback: Annotated[bool, typer.Option("--rollback", help="Point the alias back at the previous collection.")] = False,
+    run_id: Annotated[str | None, typer.Option(help="MLflow sweep run to promote (default: the latest).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Promote the best configuration of the latest sweep (or --rollback)."""
+
+    def body(settings: Settings) -> None:
+        from facesearch import pipeline
+        from facesearch.errors import FaceSearchError
+        from facesearch.promote import rollback as do_rollback
+        from facesearch.store import FaceStore
+        from facesearch.tracking import client_for, latest_sweep_run, load_sweep, SweepRuns
+
+        if rollback:
+            with FaceStore(settings.milvus) as store:
+                emit(do_rollback(store, settings).as_dict(), as_json, lambda d: stdout.print_json(data=d))
+            return
+        parent = run_id or latest_sweep_run(settings.tracking)
+        if parent is None:
+            raise FaceSearchError("no sweep run in MLflow to promote: run `facesearch sweep` or `facesearch reindex` first")
+        result = load_sweep(settings.tracking, parent)
+        tags = client_for(settings.tracking).get_run(parent).data.tags
+        runs = SweepRuns("", parent, {int(k): v for k, v in json.loads(tags.get("children", "{}")).items()})
+        promotion = pipeline.promote_best(settings, result.collection, result, runs)
+        emit(promotion.as_dict(), as_json, lambda d: stdout.print(promotion.to_markdown()))
+
+    run_command(ctx, body)
+
+
+@app.command()
+def reindex(
+    ctx: typer.Context,
+    force: Annotated[bool, typer.Option(help="Build and sweep a new candidate even if nothing changed.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run the Prefect re-index flow: version (DVC), validate, embed, load, sweep (MLflow), promote."""
+
+    def body(settings: Settings) -> None:
+        from flows.reindex import reindex_flow
+
+        state: CliState = ctx.obj
+        doc = reindex_flow(config=[str(p) for p in state.config_files], overrides=state.overrides, force=force)
+        emit(json.loads(json.dumps(doc, default=str)), as_json, lambda d: stdout.print_json(data=d))
+
+    run_command(ctx, body)
+
+
 @app.command()
 def demo(
     ctx: typer.Context,
     samples: Annotated[Path, typer.Option(help="The bundled sample faces.")] = Path("samples/faces"),
 ) -> None:
-    """Offline demo on the bundled samples: index, identify held-out photos, search a group photo."""
+    """Offline demo on the bundled samples: re-index flow (version, validate, embed, sweep, promote), identify, search."""
 
     def body(settings: Settings) -> None:
         from facesearch.demo import run_demo
 
-        run_demo(settings, samples, stdout, progress_bar)
+        run_demo(settings, samples, stdout)
 
     run_command(ctx, body)
 

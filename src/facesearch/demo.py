@@ -1,37 +1,35 @@
 """``make demo``: the whole product on the bundled sample faces, offline.
 
-Indexes the johns (one photo per person held out, identity from folder) and the group photos,
-identifies the held-out photos, and searches with a group photo.
+1. lays the samples out as a dataset in ``paths.images_dir`` (people/<Name>/ for the johns, one
+   photo per person held out; groups/ for the group photos);
+2. runs the Prefect re-index flow: DVC version, great-expectations gates, incremental embedding,
+   candidate collection, nlist x nprobe sweep in MLflow, promotion behind ``face_search``;
+3. identifies the held-out photos and searches with a group photo through the alias.
 """
 
 from __future__ import annotations
 
+import filecmp
 import logging
+import shutil
 import time
-from collections.abc import Callable
-from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-from facesearch import indexer
 from facesearch.admin import collection_stats
 from facesearch.errors import BadInputError
-from facesearch.identify import identify_faces, identity_threshold
 from facesearch.images import load_image
-from facesearch.search import query_faces, search_faces
-from facesearch.serving import encoder_for_store, ingest_collection
+from facesearch.query import QueryService
 from facesearch.settings import Settings
-from facesearch.store import FaceStore
 
 log = logging.getLogger(__name__)
 
-ProgressFactory = Callable[[str, int], AbstractContextManager[Callable[[int], None]]]
-
 
 def held_out_split(johns: Path) -> tuple[list[Path], list[Path]]:
-    """Per person folder: all photos but the last go in the index, the last is held out."""
+    """Per person folder: all photos but the last are enrolled, the last is held out."""
     enrolled, held_out = [], []
     for person in sorted(p for p in johns.iterdir() if p.is_dir()):
         photos = sorted(person.glob("*.jpg"))
@@ -40,51 +38,76 @@ def held_out_split(johns: Path) -> tuple[list[Path], list[Path]]:
     return enrolled, held_out
 
 
-def run_demo(settings: Settings, samples: Path, out: Console, progress: ProgressFactory) -> None:
-    started = time.perf_counter()
+def _place(src: Path, dst: Path) -> None:
+    if dst.exists() and filecmp.cmp(src, dst, shallow=False):
+        return
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(src, dst)
+
+
+def prepare_demo_dataset(samples: Path, images_dir: Path) -> list[Path]:
+    """Copy the samples into the dataset layout; returns the held-out photos (not in the dataset)."""
     johns = samples / "johns"
     if not johns.is_dir():
         raise BadInputError(f"sample faces not found at {samples} (run from the repository root)")
     enrolled, held_out = held_out_split(johns)
-    with FaceStore(settings.milvus) as store:
-        encoder = encoder_for_store(store, settings)
-        collection = ingest_collection(store, settings, encoder)
-        out.rule(f"1. index the samples with {encoder.encoder_id}")
-        jobs, skipped = indexer.plan_jobs(enrolled, settings, identity_from_folder=True)
-        group_jobs, group_skipped = indexer.plan_jobs([samples / "group_photos", samples / "voc_groups"], settings)
-        report = indexer.IndexReport(collection=collection, encoder=encoder.encoder_id)
-        for s in skipped + group_skipped:
-            report.skip(s.path, s.reason, s.detail)
-        with progress("indexing", len(jobs) + len(group_jobs)) as advance:
-            indexer.index_jobs([*jobs, *group_jobs], settings, store, encoder, collection, progress=advance, report=report)
-        out.print(
-            f"{report.images_indexed} photos embedded ({report.faces_indexed} faces), {report.images_unchanged} already indexed, "
-            f"{len(report.images_skipped)} skipped: " + ", ".join(f"{Path(s['path']).name} ({s['reason']})" for s in report.images_skipped)
-        )
+    for photo in enrolled:
+        _place(photo, images_dir / "people" / photo.parent.name / photo.name)
+    for folder in ("group_photos", "voc_groups"):
+        for photo in sorted((samples / folder).glob("*.jpg")):
+            _place(photo, images_dir / "groups" / photo.name)
+    return held_out
 
-        out.rule("2. who is this? (photos held out of the index)")
-        threshold = identity_threshold(settings, encoder.encoder_id)
+
+def run_demo(settings: Settings, samples: Path, out: Console) -> dict[str, Any]:
+    from flows.reindex import reindex_flow
+
+    started = time.perf_counter()
+    images_dir = Path(settings.paths.images_dir)
+    out.rule("1. the dataset")
+    held_out = prepare_demo_dataset(samples, images_dir)
+    out.print(f"sample faces laid out in {images_dir}/ (people/<Name>/ are enrolled); {len(held_out)} photos held out")
+
+    out.rule("2. re-index flow (Prefect): DVC version -> validate -> embed -> load -> sweep (MLflow) -> promote")
+    result = reindex_flow(force=True)
+    embed = result["embed"]
+    promotion = result["promotion"]
+    out.print(
+        f"dataset version {result['dataset_version']['md5'][:8]} ({result['dataset_version']['nfiles']} files); "
+        f"embedded {embed['images_embedded']} new images, reused {embed['images_reused']} from the cache ({embed['encoder']})"
+    )
+    out.print(
+        f"promoted [cyan]{promotion['collection']}[/] behind alias [bold]{promotion['alias']}[/]: "
+        f"IVF_FLAT nlist={promotion['nlist']} nprobe={promotion['nprobe']} recall@k={promotion['recall']:.3f} "
+        f"p95={promotion['p95_ms']:.1f} ms ({promotion['reason']})"
+    )
+
+    with QueryService(settings) as service:
+        out.rule("3. who is this? (photos held out of the dataset)")
         table = Table("held-out photo", "true identity", "identified as", "distance")
         correct = 0
         for path in held_out:
-            result = identify_faces(store, collection, query_faces(encoder, load_image(path, settings.images)), threshold, settings.index.nprobe)[0]
-            correct += result.identity == path.parent.name
-            mark = "[green]" if result.identity == path.parent.name else "[red]"
-            table.add_row(path.name, path.parent.name, f"{mark}{result.identity or 'unknown'}[/]", f"{result.distance:.3f}")
+            face = service.identify(load_image(path, settings.images))["faces"][0]
+            ok = face["identity"] == path.parent.name
+            correct += ok
+            table.add_row(path.name, path.parent.name, f"{'[green]' if ok else '[red]'}{face['identity'] or 'unknown'}[/]", f"{face['distance']:.3f}")
         out.print(table)
-        out.print(f"{correct}/{len(held_out)} held-out photos identified correctly (threshold {threshold})")
+        out.print(f"{correct}/{len(held_out)} held-out photos identified correctly")
 
-        out.rule("3. which photos contain these faces? (a group photo as the query)")
+        out.rule("4. which photos contain these faces? (a group photo as the query)")
         query = samples / "group_photos" / "sample1.jpg"
-        for i, result in enumerate(search_faces(store, collection, query_faces(encoder, load_image(query, settings.images)), 3, settings.index.nprobe)):
-            hits = ", ".join(f"{Path(h.image_path).name}#{h.face_index} ({h.distance:.2f})" for h in result.hits)
-            out.print(f"face {i} at {[round(v) for v in result.face.bbox]}: {hits}")
+        for i, face in enumerate(service.search(load_image(query, settings.images), k=3)["faces"]):
+            hits = ", ".join(f"{Path(h['image_path']).name}#{h['face_index']} ({h['distance']:.2f})" for h in face["hits"])
+            out.print(f"face {i} at {[round(v) for v in face['bbox']]}: {hits}")
+        stats = collection_stats(service.store, service.target()[0])
 
-        stats = collection_stats(store, collection)
     out.rule("where the data went")
     out.print(
-        f"Milvus: {settings.milvus.uri}  collection {stats['collection']} (alias {settings.milvus.alias})\n"
-        f"{stats['faces']} faces from {stats['images']} photos, {stats['dim']}-d {stats['encoder']}, "
-        f"index {stats['index']['type']} nlist={stats['index']['nlist']} metric={stats['index']['metric']}\n"
+        f"Milvus      {settings.milvus.uri}: alias {settings.milvus.alias} -> {stats['collection']}, {stats['faces']} faces "
+        f"from {stats['images']} photos, {stats['dim']}-d {stats['encoder']}, index {stats['index']['type']} nlist={stats['index']['nlist']}\n"
+        f"DVC         data.dvc tracks {images_dir} (remote: {settings.dataset.dvc_remote})\n"
+        f"embeddings  {settings.paths.embeddings_dir}/ (parquet cache)   reports: {settings.paths.reports_dir}/\n"
+        f"MLflow      {settings.tracking.mlflow_uri} (experiment {settings.tracking.experiment}); UI: make mlflow-ui\n"
         f"demo finished in {time.perf_counter() - started:.1f} s"
     )
+    return {"identified": correct, "held_out": len(held_out), "promotion": promotion}

@@ -99,6 +99,7 @@ class DuplicateSettings(_Section):
 
 
 class PathSettings(_Section):
+    project_dir: Path = Path(".")  # where data.dvc and dvc.yaml live (the DVC/git repo root)
     data_dir: Path = Path("data")
     images_dir: Path = Path("data/images")
     embeddings_dir: Path = Path("data/embeddings")

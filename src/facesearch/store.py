@@ -212,6 +212,11 @@ class FaceStore:
                 time.sleep(delay)
         raise AssertionError("unreachable")
 
+    @property
+    def client(self) -> Any:
+        """The underlying ``MilvusClient`` (for the registry; prefer the methods here)."""
+        return self._client
+
     def close(self) -> None:
         try:
             self._client.close()

@@ -1,0 +1,153 @@
+"""The re-index pipeline as plain functions: version -> validate -> embed -> load -> sweep -> promote.
+
+Prefect flows (``flows/``), the DVC stages (``dvc.yaml``) and the CLI call these; each step does
+one thing, opens what it needs (models, Milvus, MLflow) and writes a readable report under
+``paths.reports_dir``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from facesearch.candidates import Candidate, load_candidate
+from facesearch.dataset import build_manifest
+from facesearch.embedcache import EmbedReport, embed_dataset, embedding_quality_frames
+from facesearch.encoders import ENCODER_DIMS, build_encoder
+from facesearch.promote import Promotion, promote
+from facesearch.registry import CollectionRegistry
+from facesearch.settings import Settings
+from facesearch.store import FaceStore
+from facesearch.sweep import SweepResult, choose_trial, run_sweep
+from facesearch.tracking import SweepRuns, log_sweep
+from facesearch.validate import ValidationReport, validate_embeddings, validate_manifest
+from facesearch.versioning import DatasetVersion, version_dataset
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "DatasetVersion",
+    "build_manifest",
+    "check_embeddings",
+    "check_manifest",
+    "embed_images",
+    "load_candidate_step",
+    "promote_best",
+    "serving_is_current",
+    "sweep_candidate",
+    "version_dataset",
+    "write_report",
+]
+
+
+def write_report(settings: Settings, name: str, doc: dict[str, Any], markdown: str | None = None) -> Path:
+    """``<reports_dir>/<name>.json`` (+ ``.md``): what DVC tracks as metrics and people read."""
+    folder = Path(settings.paths.reports_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.json"
+    path.write_text(json.dumps(doc, indent=2, default=str) + "\n")
+    if markdown is not None:
+        (folder / f"{name}.md").write_text(markdown)
+    return path
+
+
+def check_manifest(manifest: pd.DataFrame, settings: Settings) -> ValidationReport:
+    report = validate_manifest(manifest, settings)
+    write_report(settings, "validation_manifest", report.to_dict(), report.to_markdown())
+    return report
+
+
+def embed_images(manifest: pd.DataFrame, settings: Settings, progress: Any = None) -> EmbedReport:
+    """Embed only images the cache does not hold (by sha256 and encoder)."""
+    encoder = build_encoder(settings)
+    report = embed_dataset(manifest, settings, encoder, progress)
+    write_report(settings, "embed", report.as_dict())
+    return report
+
+
+def check_embeddings(manifest: pd.DataFrame, settings: Settings, encoder_id: str) -> ValidationReport:
+    dim = ENCODER_DIMS[encoder_id]
+    faces, images = embedding_quality_frames(manifest, settings, encoder_id, dim)
+    report = validate_embeddings(faces, images, settings, expected_dim=dim)
+    write_report(settings, "validation_embeddings", report.to_dict(), report.to_markdown())
+    return report
+
+
+@dataclass(frozen=True)
+class Freshness:
+    current: bool
+    collection: str | None
+    reason: str
+
+
+def serving_is_current(settings: Settings, version: DatasetVersion, encoder_id: str) -> Freshness:
+    """Is the served collection already built from this dataset version, encoder and settings?"""
+    with FaceStore(settings.milvus) as store:
+        target = store.alias_target(settings.milvus.alias)
+        entry = CollectionRegistry(store).get(target) if target else None
+    if entry is None:
+        return Freshness(False, target, "no pipeline-built collection is serving")
+    same = (entry.dataset_version, entry.encoder, entry.settings_fingerprint) == (version.md5, encoder_id, settings.fingerprint())
+    why = "serving collection matches dataset version, encoder and settings" if same else "dataset, encoder or settings changed"
+    return Freshness(same, target, why)
+
+
+def load_candidate_step(manifest: pd.DataFrame, settings: Settings, version: DatasetVersion, encoder_id: str) -> Candidate:
+    with FaceStore(settings.milvus) as store:
+        return load_candidate(store, settings, manifest, encoder_id, ENCODER_DIMS[encoder_id], version.md5)
+
+
+def sweep_candidate(settings: Settings, candidate: Candidate, extra_artifacts: list[Path] = ()) -> tuple[SweepResult, SweepRuns]:
+    """Run the nlist x nprobe sweep and log it to MLflow (one parent, one child per nlist)."""
+    with FaceStore(settings.milvus) as store:
+        result = run_sweep(store, candidate.collection, settings)
+    best, reason = choose_trial(result.trials, settings.promotion.min_recall)
+    tags = {"dataset_version": candidate.dataset_version, "encoder": candidate.encoder, "settings": settings.fingerprint()}
+    runs = log_sweep(settings.tracking, result, tags, extra_artifacts)
+    write_report(
+        settings,
+        "sweep",
+        {
+            "collection": candidate.collection,
+            "n_vectors": result.n_vectors,
+            "k": result.k,
+            "best_nlist": best.nlist,
+            "best_nprobe": best.nprobe,
+            "best_recall": best.recall,
+            "best_p95_ms": best.p95_ms,
+            "best_batched_qps": best.batched_qps,
+            "trials": len(result.trials),
+            "mlflow_run_id": runs.parent_run_id,
+        },
+    )
+    return result, runs
+
+
+def promote_best(settings: Settings, collection: str, result: SweepResult, runs: SweepRuns) -> Promotion:
+    """Choose by the promotion rule, build it on the candidate, move the alias, tag MLflow."""
+    from facesearch.tracking import tag_promoted
+
+    best, reason = choose_trial(result.trials, settings.promotion.min_recall)
+    with FaceStore(settings.milvus) as store:
+        promotion = promote(store, settings, collection, best, reason, runs.child_run_ids.get(best.nlist, runs.parent_run_id))
+    tag_promoted(settings.tracking, {"parent": runs.parent_run_id, "child": runs.child_run_ids[best.nlist]}, reason)
+    write_report(settings, "promotion", promotion.as_dict(), promotion.to_markdown())
+    return promotion
+
+
+def summary(**parts: Any) -> dict[str, Any]:
+    """JSON-ready summary of a pipeline run."""
+    out = {}
+    for key, value in parts.items():
+        if hasattr(value, "as_dict"):
+            out[key] = value.as_dict()
+        elif hasattr(value, "__dataclass_fields__"):
+            out[key] = asdict(value)
+        else:
+            out[key] = value
+    return out

@@ -1,0 +1,75 @@
+"""Search and identify against the serving alias, with models and the Milvus client held open.
+
+:class:`QueryService` is what the CLI, the search flow and the HTTP API share: it resolves the
+alias on every call (so a promotion is picked up at once), uses the nprobe chosen at promotion,
+and builds the encoder the serving collection was made with (once).
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+from facesearch.encoders import FaceEncoder
+from facesearch.identify import identify_faces, identify_json, identity_threshold
+from facesearch.images import LoadedImage, load_image
+from facesearch.promote import serving_nprobe
+from facesearch.search import query_faces, search_faces, search_json
+from facesearch.serving import encoder_for_store, serving_collection
+from facesearch.settings import Settings
+from facesearch.store import FaceStore
+
+
+class QueryService:
+    def __init__(self, settings: Settings, store: FaceStore | None = None) -> None:
+        self.settings = settings
+        self.store = store or FaceStore(settings.milvus)
+        self._encoder: FaceEncoder | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def encoder(self) -> FaceEncoder:
+        with self._lock:
+            if self._encoder is None:
+                self._encoder = encoder_for_store(self.store, self.settings)
+            return self._encoder
+
+    def target(self) -> tuple[str, int]:
+        """(collection behind the alias now, its nprobe)."""
+        collection = serving_collection(self.store, self.settings)
+        return collection, serving_nprobe(self.store, self.settings, collection)
+
+    def search(self, image: LoadedImage, k: int | None = None, label: str | None = None) -> dict[str, Any]:
+        collection, nprobe = self.target()
+        faces = query_faces(self.encoder, image)
+        results = search_faces(self.store, collection, faces, k or self.settings.search.k, nprobe)
+        return search_json(label or str(image.path), results)
+
+    def identify(self, image: LoadedImage, threshold: float | None = None, label: str | None = None) -> dict[str, Any]:
+        collection, nprobe = self.target()
+        faces = query_faces(self.encoder, image)
+        limit = threshold if threshold is not None else identity_threshold(self.settings, self.encoder.encoder_id)
+        return identify_json(label or str(image.path), identify_faces(self.store, collection, faces, limit, nprobe), limit)
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> QueryService:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def search_image(settings: Settings, image: str | Path, k: int | None = None) -> dict[str, Any]:
+    """One-shot search of an image file against the serving alias."""
+    loaded = load_image(Path(image), settings.images)
+    with QueryService(settings) as service:
+        return service.search(loaded, k, label=str(image))
+
+
+def identify_image(settings: Settings, image: str | Path, threshold: float | None = None) -> dict[str, Any]:
+    loaded = load_image(Path(image), settings.images)
+    with QueryService(settings) as service:
+        return service.identify(loaded, threshold, label=str(image))

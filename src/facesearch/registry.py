@@ -1,0 +1,96 @@
+"""What each collection is, kept in Milvus itself (collection ``<prefix>_registry``).
+
+Milvus Lite has no collection descriptions, and a file beside one client would not be seen by
+another host, so the facts searchers and promotion need (encoder, dataset version, the promoted
+nlist/nprobe, which collection served before) live in a small Milvus collection next to the faces.
+Milvus requires a vector field in every collection: ``_unused`` is a 2-d zero vector.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from facesearch.store import FaceStore, quote
+
+STATUSES = ("candidate", "serving", "previous", "retired")
+
+
+@dataclass(frozen=True)
+class RegistryEntry:
+    collection: str
+    encoder: str
+    dataset_version: str = ""
+    settings_fingerprint: str = ""
+    nlist: int = 0
+    nprobe: int = 0
+    recall: float = 0.0
+    p95_ms: float = 0.0
+    mlflow_run_id: str = ""
+    previous: str = ""  # the collection the alias pointed at before this one was promoted
+    status: str = "candidate"
+    created_at: float = 0.0
+    promoted_at: float = 0.0
+
+    def with_(self, **changes: Any) -> RegistryEntry:
+        return RegistryEntry(**{**asdict(self), **changes})
+
+
+class CollectionRegistry:
+    def __init__(self, store: FaceStore) -> None:
+        self.store = store
+        self.name = f"{store.settings.collection_prefix}_registry"
+        self._ready = False
+
+    def _ensure(self) -> None:
+        if self._ready:
+            return
+        client = self.store.client
+        if not client.has_collection(self.name):
+            from pymilvus import DataType, MilvusClient
+
+            schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+            schema.add_field("collection", DataType.VARCHAR, is_primary=True, max_length=255)
+            for f in fields(RegistryEntry):
+                if f.name == "collection":
+                    continue
+                if f.type == "str":
+                    schema.add_field(f.name, DataType.VARCHAR, max_length=255)
+                elif f.type == "int":
+                    schema.add_field(f.name, DataType.INT64)
+                else:
+                    schema.add_field(f.name, DataType.DOUBLE)
+            schema.add_field("_unused", DataType.FLOAT_VECTOR, dim=2)
+            index = client.prepare_index_params()
+            index.add_index(field_name="_unused", index_type="FLAT", metric_type="L2")
+            client.create_collection(self.name, schema=schema, index_params=index, consistency_level="Strong")
+        self.store.ensure_loaded(self.name)
+        self._ready = True
+
+    def put(self, entry: RegistryEntry) -> RegistryEntry:
+        self._ensure()
+        row = asdict(entry) | {"_unused": [0.0, 0.0]}
+        if not row["created_at"]:
+            row["created_at"] = time.time()
+        self.store.client.upsert(self.name, [row])
+        return RegistryEntry(**{k: v for k, v in row.items() if k != "_unused"})
+
+    def get(self, collection: str) -> RegistryEntry | None:
+        self._ensure()
+        rows = self.store.client.query(self.name, filter=f"collection == {quote(collection)}", output_fields=["*"])
+        return _entry(rows[0]) if rows else None
+
+    def all(self) -> list[RegistryEntry]:
+        """Every entry, newest first."""
+        self._ensure()
+        rows = self.store.client.query(self.name, filter='collection != ""', output_fields=["*"])
+        return sorted((_entry(r) for r in rows), key=lambda e: (e.promoted_at, e.created_at), reverse=True)
+
+    def remove(self, collection: str) -> None:
+        self._ensure()
+        self.store.client.delete(self.name, filter=f"collection == {quote(collection)}")
+
+
+def _entry(row: dict[str, Any]) -> RegistryEntry:
+    return RegistryEntry(**{f.name: row[f.name] for f in fields(RegistryEntry)})

@@ -1,0 +1,166 @@
+"""MLflow tracking for index sweeps: one parent run per sweep, one nested child run per nlist.
+
+Uses ``MlflowClient`` with an explicit tracking URI (default: a SQLite file under ``data/``),
+never the fluent global run state, so flows, the CLI and tests cannot step on each other.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from facesearch.settings import TrackingSettings
+from facesearch.sweep import SweepResult, Trial
+
+log = logging.getLogger(__name__)
+
+TRIALS_ARTIFACT = "sweep_trials.json"
+PLOT_ARTIFACT = "recall_vs_latency.png"
+
+
+@dataclass(frozen=True)
+class SweepRuns:
+    experiment_id: str
+    parent_run_id: str
+    child_run_ids: dict[int, str]  # nlist -> run id
+
+
+def client_for(settings: TrackingSettings) -> Any:
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    uri = settings.mlflow_uri
+    if uri.startswith("sqlite:///"):
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(uri)
+    return MlflowClient(tracking_uri=uri)
+
+
+def experiment_id(client: Any, settings: TrackingSettings) -> str:
+    existing = client.get_experiment_by_name(settings.experiment)
+    if existing is not None:
+        return str(existing.experiment_id)
+    root = Path(settings.artifact_root).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    return str(client.create_experiment(settings.experiment, artifact_location=root.as_uri()))
+
+
+def _metrics(trial: Trial, k: int) -> dict[str, float]:
+    return {f"recall_at_{k}": trial.recall, "p50_ms": trial.p50_ms, "p95_ms": trial.p95_ms, "batched_qps": trial.batched_qps}
+
+
+def log_sweep(settings: TrackingSettings, result: SweepResult, tags: dict[str, str], extra_artifacts: list[Path] = ()) -> SweepRuns:
+    """Write the sweep to MLflow: parent (grids, dataset version, plot, trials JSON) and a child per nlist."""
+    from mlflow.entities import Metric, Param, RunTag
+
+    client = client_for(settings)
+    exp = experiment_id(client, settings)
+    now = int(time.time() * 1000)
+    base_tags = {**tags, "collection": result.collection}
+    parent = client.create_run(exp, run_name=f"sweep {result.collection}", tags=base_tags)
+    pid = parent.info.run_id
+    client.log_batch(
+        pid,
+        params=[
+            Param("n_vectors", str(result.n_vectors)),
+            Param("dim", str(result.dim)),
+            Param("k", str(result.k)),
+            Param("n_queries", str(result.n_queries)),
+            Param("nlist_grid", json.dumps(result.nlist_grid)),
+            Param("nprobe_grid", json.dumps(result.nprobe_grid)),
+            *(Param(key, value) for key, value in tags.items()),
+        ],
+    )
+    children: dict[int, str] = {}
+    for nlist in result.nlist_grid:
+        trials = [t for t in result.trials if t.nlist == nlist]
+        child = client.create_run(exp, run_name=f"nlist={nlist}", tags={**base_tags, "mlflow.parentRunId": pid})
+        cid = child.info.run_id
+        metrics = [Metric(key, value, now, t.nprobe) for t in trials for key, value in _metrics(t, result.k).items()]
+        metrics += [Metric(f"{key}__nprobe_{t.nprobe}", value, now, 0) for t in trials for key, value in _metrics(t, result.k).items()]
+        metrics.append(Metric("build_s", trials[0].build_s if trials else 0.0, now, 0))
+        client.log_batch(cid, metrics=metrics, params=[Param("nlist", str(nlist)), Param("nprobes", json.dumps([t.nprobe for t in trials]))])
+        client.set_terminated(cid)
+        children[nlist] = cid
+    with tempfile.TemporaryDirectory() as tmp:
+        trials_file = Path(tmp) / TRIALS_ARTIFACT
+        trials_file.write_text(json.dumps(result.as_dict(), indent=2))
+        client.log_artifact(pid, str(trials_file))
+        plot = Path(tmp) / PLOT_ARTIFACT
+        plot_sweep(result, plot)
+        client.log_artifact(pid, str(plot))
+    for path in extra_artifacts:
+        client.log_artifact(pid, str(path))
+    client.log_batch(pid, tags=[RunTag("children", json.dumps(children))])
+    client.set_terminated(pid)
+    log.info("MLflow: sweep run %s with %d child runs in experiment %s", pid, len(children), settings.experiment)
+    return SweepRuns(exp, pid, children)
+
+
+def plot_sweep(result: SweepResult, path: Path) -> Path:
+    """Recall@k against p95 latency, one line per nlist (nprobe grows along each line)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
+    for nlist in result.nlist_grid:
+        trials = sorted((t for t in result.trials if t.nlist == nlist), key=lambda t: t.nprobe)
+        ax.plot([t.p95_ms for t in trials], [t.recall for t in trials], marker="o", label=f"nlist={nlist}")
+        for t in trials:
+            ax.annotate(str(t.nprobe), (t.p95_ms, t.recall), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    ax.set_xlabel("p95 single-query latency (ms)")
+    ax.set_ylabel(f"recall@{result.k} vs exact search")
+    ax.set_title(f"IVF_FLAT sweep on {result.n_vectors} vectors (labels: nprobe)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def load_sweep(settings: TrackingSettings, run_id: str) -> SweepResult:
+    client = client_for(settings)
+    with tempfile.TemporaryDirectory() as tmp:
+        local = client.download_artifacts(run_id, TRIALS_ARTIFACT, tmp)
+        return SweepResult.from_dict(json.loads(Path(local).read_text()))
+
+
+def latest_sweep_run(settings: TrackingSettings, collection: str | None = None) -> str | None:
+    """The newest parent sweep run (optionally for one collection)."""
+    client = client_for(settings)
+    exp = client.get_experiment_by_name(settings.experiment)
+    if exp is None:
+        return None
+    query = f"tags.collection = '{collection}'" if collection else ""
+    runs = client.search_runs([exp.experiment_id], filter_string=query, order_by=["attributes.start_time DESC"], max_results=50)
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    return parents[0].info.run_id if parents else None
+
+
+def tag_promoted(settings: TrackingSettings, runs: dict[str, str], reason: str) -> None:
+    client = client_for(settings)
+    for run_id in runs.values():
+        client.set_tag(run_id, "promoted", "true")
+        client.set_tag(run_id, "promotion_reason", reason)
+
+
+def log_failed_validation(settings: TrackingSettings, report: Any, tags: dict[str, str]) -> str:
+    """File a failed validation suite in MLflow (JSON + markdown report) so it is seen next to the sweeps."""
+    client = client_for(settings)
+    exp = experiment_id(client, settings)
+    run = client.create_run(exp, run_name=f"validation failed: {report.suite}", tags={**tags, "validation": "failed", "suite": report.suite})
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, text in ((f"{report.suite}.json", json.dumps(report.to_dict(), indent=2, default=str)), (f"{report.suite}.md", report.to_markdown())):
+            path = Path(tmp) / name
+            path.write_text(text)
+            client.log_artifact(run.info.run_id, str(path))
+    client.set_terminated(run.info.run_id, status="FAILED")
+    return str(run.info.run_id)
