@@ -8,7 +8,9 @@ PYTEST_ARGS ?=
 export PREFECT_HOME ?= $(CURDIR)/.prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
-.PHONY: setup demo test lint clean
+MLFLOW_DB ?= data/mlflow/mlflow.db
+
+.PHONY: setup demo test reindex schedule mlflow-ui prefect-ui clean
 
 setup: $(STAMP)
 
@@ -25,6 +27,18 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+reindex: $(STAMP)
+	$(BIN)/facesearch reindex
+
+schedule: $(STAMP)  ## serve the re-index flow on schedule.cron (see runs in the Prefect UI)
+	$(BIN)/python -m flows.serve
+
+mlflow-ui: $(STAMP)
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(MLFLOW_DB) --host 127.0.0.1 --port 5000 --workers 1
+
+prefect-ui: $(STAMP)
+	$(BIN)/prefect server start --host 127.0.0.1 --port 4200
 
 clean:
 	rm -rf data/milvus .pytest_cache test-output

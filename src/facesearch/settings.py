@@ -263,6 +263,18 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
     return nested
 
 
+def _parse_env_lists(data: Any) -> Any:
+    """Env values arrive as strings: ``FACESEARCH__SWEEP__NPROBE_GRID='[1, 2, 4]'`` becomes a list."""
+    if isinstance(data, dict):
+        return {k: _parse_env_lists(v) for k, v in data.items()}
+    if isinstance(data, str) and len(data) >= 2 and data[0] in "[{" and data[-1] in "]}":
+        try:
+            return yaml.safe_load(data)
+        except yaml.YAMLError:
+            return data
+    return data
+
+
 def _format_validation_error(exc: ValidationError) -> str:
     lines = []
     for err in exc.errors():
@@ -299,7 +311,7 @@ def load_settings(
 
     try:
         layered = _Layered(**(overrides or {}))
-        return Settings.model_validate(layered.model_dump())
+        return Settings.model_validate(_parse_env_lists(layered.model_dump()))
     except ValidationError as exc:
         raise ConfigError(_format_validation_error(exc)) from None
 

@@ -23,6 +23,14 @@ def test_env_overrides_yaml(monkeypatch):
     assert not s.milvus.is_local_lite
 
 
+def test_env_lists_and_maps(monkeypatch):
+    monkeypatch.setenv("FACESEARCH__SWEEP__NPROBE_GRID", "[1, 2, 4]")
+    monkeypatch.setenv("FACESEARCH__IDENTIFY__THRESHOLDS", '{"dlib-resnet-v1": 0.5}')
+    s = load_settings()
+    assert s.sweep.nprobe_grid == (1, 2, 4)
+    assert s.identify.thresholds == {"dlib-resnet-v1": 0.5}
+
+
 def test_overlay_file_and_cli_override_order(tmp_path: Path, monkeypatch):
     overlay = tmp_path / "overlay.yaml"
     overlay.write_text("index:\n  nlist: 64\n  nprobe: 8\nsearch:\n  k: 3\n")
