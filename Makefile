@@ -31,7 +31,7 @@ test: $(STAMP)
 reindex: $(STAMP)
 	$(BIN)/facesearch reindex
 
-schedule: $(STAMP)  ## serve the re-index flow on schedule.cron (see runs in the Prefect UI)
+schedule: $(STAMP)  ## serve the re-index flow on schedule.cron; starts a local Prefect server if PREFECT_API_URL is unset
 	$(BIN)/python -m flows.serve
 
 mlflow-ui: $(STAMP)
