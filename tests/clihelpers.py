@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from typer.testing import CliRunner
@@ -23,16 +22,19 @@ class CliResult:
         return json.loads(self.stdout)
 
 
-def base_args(tmp_path: Path, *extra: str) -> list[str]:
-    return [
-        "--set", f"milvus.uri={tmp_path / 'milvus' / 'faces.db'}",
-        "--set", "milvus.retries=0",
-        "--set", "encoder.backend=dlib",
-        "--set", "index.nlist=16",
-        *extra,
-    ]
+def base_args(target: dict[str, str], *extra: str) -> list[str]:
+    from tests.conftest import target_overrides
+
+    sets = [*target_overrides(target), "encoder.backend=dlib", "index.nlist=16"]
+    return [*(a for s in sets for a in ("--set", s)), *extra]
 
 
-def run_cli(tmp_path: Path, *args: str, settings_args: tuple[str, ...] = ()) -> CliResult:
-    result = CliRunner().invoke(app, [*base_args(tmp_path, *settings_args), *args], catch_exceptions=False)
-    return CliResult(result.exit_code, result.stdout, result.stderr)
+class Cli:
+    """``cli("index", path, "--json")``: the real CLI against one test's Milvus."""
+
+    def __init__(self, target: dict[str, str]) -> None:
+        self.target = target
+
+    def __call__(self, *args: str, settings_args: tuple[str, ...] = ()) -> CliResult:
+        result = CliRunner().invoke(app, [*base_args(self.target, *settings_args), *args], catch_exceptions=False)
+        return CliResult(result.exit_code, result.stdout, result.stderr)

@@ -27,11 +27,66 @@ def johns(samples: Path) -> Path:
     return samples / "johns"
 
 
-def make_settings(tmp_path: Path, **sections: dict) -> "Settings":  # noqa: F821
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--milvus-server",
+        action="store_true",
+        help="run the store/CLI/pipeline integration tests against a real Milvus standalone started for the session",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    server = config.getoption("--milvus-server")
+    for item in items:
+        if server and "lite_only" in item.keywords:
+            item.add_marker(pytest.mark.skip(reason="Milvus Lite behaviour; this session runs against a Milvus server"))
+        if not server and "milvus_server" in item.keywords:
+            item.add_marker(pytest.mark.skip(reason="needs a real Milvus server: run with --milvus-server (make test does)"))
+
+
+@pytest.fixture(scope="session")
+def milvus_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator["LocalMilvusServer | None"]:  # noqa: F821
+    """A real Milvus 2.3.5 standalone on 127.0.0.1 for the whole session (only with --milvus-server)."""
+    if not request.config.getoption("--milvus-server"):
+        yield None
+        return
+    import shutil
+
+    from facesearch.milvus_server import LocalMilvusServer
+
+    base = tmp_path_factory.mktemp("milvus-server")
+    with LocalMilvusServer(base, stop_timeout_s=5) as server:
+        yield server
+    shutil.rmtree(base, ignore_errors=True)  # ~500 MB of unpacked binaries
+
+
+@pytest.fixture
+def milvus_target(tmp_path: Path, milvus_server) -> dict[str, str]:
+    """Where this test's Milvus lives: a Lite file in tmp_path, or a fresh database on the session server."""
+    if milvus_server is None:
+        return {"uri": str(tmp_path / "milvus" / "faces.db"), "db_name": ""}
+    import uuid
+
+    from pymilvus import MilvusClient
+
+    db_name = f"t_{uuid.uuid4().hex[:12]}"
+    client = MilvusClient(uri=milvus_server.uri)
+    client.create_database(db_name)
+    client.close()
+    return {"uri": milvus_server.uri, "db_name": db_name}
+
+
+def target_overrides(target: dict[str, str]) -> list[str]:
+    """``--set`` style overrides pointing FaceSearch at a test's Milvus."""
+    return [f"milvus.uri={target['uri']}", f"milvus.db_name={target['db_name']}", "milvus.retries=0"]
+
+
+def make_settings(tmp_path: Path, target: dict[str, str] | None = None, **sections: dict) -> "Settings":  # noqa: F821
     from facesearch.settings import load_settings
 
+    target = target or {"uri": str(tmp_path / "milvus" / "faces.db"), "db_name": ""}
     overrides = {
-        "milvus": {"uri": str(tmp_path / "milvus" / "faces.db"), "retries": 0},
+        "milvus": {"uri": target["uri"], "db_name": target["db_name"], "retries": 0},
         "encoder": {"backend": "dlib"},
         "index": {"nlist": 16, "nprobe": 16},
         "paths": {"data_dir": str(tmp_path / "data"), "images_dir": str(tmp_path / "data" / "images")},
@@ -42,8 +97,8 @@ def make_settings(tmp_path: Path, **sections: dict) -> "Settings":  # noqa: F821
 
 
 @pytest.fixture
-def settings(tmp_path: Path):
-    return make_settings(tmp_path)
+def settings(tmp_path: Path, milvus_target: dict[str, str]):
+    return make_settings(tmp_path, milvus_target)
 
 
 @pytest.fixture(scope="session")
@@ -61,6 +116,13 @@ def store(settings) -> Iterator["FaceStore"]:  # noqa: F821
 
     with FaceStore(settings.milvus) as s:
         yield s
+
+
+@pytest.fixture
+def cli(milvus_target: dict[str, str]):
+    from tests.clihelpers import Cli
+
+    return Cli(milvus_target)
 
 
 @pytest.fixture(scope="session")

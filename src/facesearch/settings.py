@@ -55,6 +55,7 @@ class ImageSettings(_Section):
 class MilvusSettings(_Section):
     uri: str = "data/milvus/facesearch.db"
     token: str = ""
+    db_name: str = ""  # Milvus database ("" = default); must exist on a server
     alias: str = "face_search"
     collection_prefix: str = "face_search"
     timeout_s: float = Field(10.0, gt=0)
@@ -158,6 +159,15 @@ class ScheduleSettings(_Section):
     deployment_name: str = "facesearch-nightly-reindex"
 
 
+class ApiSettings(_Section):
+    host: str = "127.0.0.1"  # binding beyond loopback requires api_key
+    port: int = Field(8000, ge=1, le=65535)
+    api_key: str = Field("", description="required as X-API-Key on every endpoint but /health, / and docs when set")
+    max_upload_bytes: int = Field(10_000_000, ge=1)
+    max_upload_pixels: int = Field(40_000_000, ge=1, description="decompression-bomb guard for uploads")
+    max_k: int = Field(100, ge=1, le=16384)
+
+
 class LoggingSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -180,6 +190,7 @@ class Settings(_Section):
     promotion: PromotionSettings = PromotionSettings()
     tracking: TrackingSettings = TrackingSettings()
     schedule: ScheduleSettings = ScheduleSettings()
+    api: ApiSettings = ApiSettings()
     logging: LoggingSettings = LoggingSettings()
 
     @model_validator(mode="after")
@@ -214,6 +225,7 @@ class _Sources(BaseSettings):
     promotion: dict[str, Any] = {}
     tracking: dict[str, Any] = {}
     schedule: dict[str, Any] = {}
+    api: dict[str, Any] = {}
     logging: dict[str, Any] = {}
 
 

@@ -196,7 +196,7 @@ class FaceStore:
         attempts = self.settings.retries + 1
         for attempt in range(1, attempts + 1):
             try:
-                client = MilvusClient(uri=uri, token=self.settings.token, timeout=self.settings.timeout_s)
+                client = MilvusClient(uri=uri, token=self.settings.token, db_name=self.settings.db_name, timeout=self.settings.timeout_s)
                 client.list_collections()
                 return client
             except Exception as exc:
@@ -251,13 +251,18 @@ class FaceStore:
 
     @_retrying
     def alias_target(self, alias: str) -> str | None:
-        """The collection an alias points at, or None if the alias does not exist."""
+        """The collection an alias points at, or None if no such alias exists.
+
+        ``describe_collection`` resolves aliases on Milvus Lite and servers alike; ``describe_alias``
+        right after ``create_alias`` was seen to answer "does not exist" on Milvus 2.3.5.
+        """
         try:
-            return str(self._client.describe_alias(alias)["collection_name"])
+            name = str(self._client.describe_collection(alias)["collection_name"])
         except Exception as exc:
             if "not exist" in str(exc).lower() or "not found" in str(exc).lower():
                 return None
             raise
+        return name if name != alias else None
 
     def resolve(self, name: str) -> str:
         """Alias or collection name -> collection name; CollectionNotFoundError if neither exists."""

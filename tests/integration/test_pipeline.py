@@ -45,15 +45,16 @@ def make_project(tmp_path: Path, samples: Path, people: int = 2, per_person: int
     return project
 
 
-def overrides_for(project: Path, *extra: str) -> list[str]:
+def overrides_for(project: Path, target: dict[str, str], *extra: str) -> list[str]:
+    from tests.conftest import target_overrides
+
     return [
+        *target_overrides(target),
         f"paths.project_dir={project}",
         f"paths.data_dir={project / 'data'}",
         f"paths.images_dir={project / 'data' / 'images'}",
         f"paths.embeddings_dir={project / 'data' / 'embeddings'}",
         f"paths.reports_dir={project / 'data' / 'reports'}",
-        f"milvus.uri={project / 'data' / 'milvus' / 'faces.db'}",
-        "milvus.retries=0",
         f"tracking.mlflow_uri=sqlite:///{project / 'data' / 'mlflow' / 'mlflow.db'}",
         f"tracking.artifact_root={project / 'data' / 'mlflow' / 'artifacts'}",
         f"dataset.dvc_remote={project.parent / 'remote'}",
@@ -73,11 +74,11 @@ def mlflow_runs(project: Path):
     return client, client.search_runs([exp.experiment_id], max_results=200)
 
 
-def test_reindex_end_to_end_then_incremental_then_rollback(tmp_path: Path, samples: Path, prefect_harness):
+def test_reindex_end_to_end_then_incremental_then_rollback(tmp_path: Path, samples: Path, prefect_harness, milvus_target):
     from flows.reindex import reindex_flow
 
     project = make_project(tmp_path, samples)
-    ov = overrides_for(project)
+    ov = overrides_for(project, milvus_target)
     settings = load_settings(overrides=parse_overrides(ov))
 
     first = reindex_flow(overrides=ov)
@@ -102,7 +103,7 @@ def test_reindex_end_to_end_then_incremental_then_rollback(tmp_path: Path, sampl
 
     # the alias names a collection whose index nlist is the promoted run's nlist
     with FaceStore(settings.milvus) as store:
-        target = store.client.describe_alias("face_search")["collection_name"]
+        target = store.alias_target("face_search")  # describe_collection: describe_alias misreads db_name on Milvus 2.3.5
         assert target == first["promotion"]["collection"]
         assert store.index_info(target).nlist == int(promoted[0].data.params["nlist"]) == first["promotion"]["nlist"]
         assert store.count(target) == first["candidate"]["faces"]
@@ -152,12 +153,12 @@ def test_reindex_end_to_end_then_incremental_then_rollback(tmp_path: Path, sampl
     assert doc["faces"][0]["hits"][0]["distance"] < 1e-3
 
 
-def test_failed_validation_stops_before_the_alias_moves(tmp_path: Path, samples: Path, prefect_harness):
+def test_failed_validation_stops_before_the_alias_moves(tmp_path: Path, samples: Path, prefect_harness, milvus_target):
     from flows.reindex import reindex_flow
     from facesearch.validate import ValidationFailedError
 
     project = make_project(tmp_path, samples, people=1, per_person=4)
-    ov = overrides_for(project)
+    ov = overrides_for(project, milvus_target)
     settings = load_settings(overrides=parse_overrides(ov))
     with FaceStore(settings.milvus) as store:  # something already serving
         store.ensure_collection("face_search__previous", 128, settings.index)
@@ -177,14 +178,14 @@ def test_failed_validation_stops_before_the_alias_moves(tmp_path: Path, samples:
     assert any(r.data.tags.get("validation") == "failed" for r in runs)
 
 
-def test_nan_embeddings_fail_the_embeddings_suite(tmp_path: Path, samples: Path):
+def test_nan_embeddings_fail_the_embeddings_suite(tmp_path: Path, samples: Path, milvus_target):
     """Corrupt the embedding cache with a NaN vector: the embeddings suite must refuse it."""
     import pyarrow.parquet as pq
 
     from facesearch import pipeline
 
     project = make_project(tmp_path, samples, people=1, per_person=3)
-    settings = load_settings(overrides=parse_overrides(overrides_for(project)))
+    settings = load_settings(overrides=parse_overrides(overrides_for(project, milvus_target)))
     manifest = pipeline.build_manifest(settings)
     report = pipeline.embed_images(manifest, settings)
     assert pipeline.check_embeddings(manifest, settings, report.encoder).success
@@ -197,9 +198,9 @@ def test_nan_embeddings_fail_the_embeddings_suite(tmp_path: Path, samples: Path)
     assert any(o.column == "has_nan" for o in failed.failed())
 
 
-def test_dvc_repro_runs_the_stages_and_leaves_status_clean(tmp_path: Path, samples: Path):
+def test_dvc_repro_runs_the_stages_and_leaves_status_clean(tmp_path: Path, samples: Path, milvus_target):
     project = make_project(tmp_path, samples, people=1, per_person=5)
-    env_overrides = overrides_for(project)
+    env_overrides = overrides_for(project, milvus_target)
     settings = load_settings(overrides=parse_overrides(env_overrides))
     from facesearch.versioning import version_dataset
 

@@ -69,6 +69,7 @@ def test_alias_moves_and_resolves(store: FaceStore):
         store.resolve("nothing_here")
 
 
+@pytest.mark.lite_only
 def test_reopened_lite_store_is_loaded(settings):
     with FaceStore(settings.milvus) as first:
         first.ensure_collection("c4", 8, IndexSettings(nlist=4, nprobe=4))
@@ -80,6 +81,7 @@ def test_reopened_lite_store_is_loaded(settings):
         assert second.count("c4") == 20
 
 
+@pytest.mark.lite_only
 def test_second_process_gets_store_busy(settings, tmp_path):
     import subprocess
     import sys
