@@ -151,8 +151,9 @@ def index_jobs(
     report = report or IndexReport(collection=collection, encoder=encoder.encoder_id)
     report.images_seen += len(jobs)
     with ThreadPoolExecutor(settings.images.load_workers, thread_name_prefix="decode") as pool:
-        for chunk in _chunks(jobs, CHUNK_IMAGES):
+        for number, chunk in enumerate(_chunks(jobs, CHUNK_IMAGES), start=1):
             _index_chunk(chunk, _load_all(chunk, settings, pool), store, encoder, collection, force, report)
+            log.debug("chunk %d written: %d images so far, %d faces", number, number * CHUNK_IMAGES, report.faces_indexed)
             if progress:
                 progress(len(chunk))
     return report

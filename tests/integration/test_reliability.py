@@ -1,0 +1,172 @@
+"""Reliability: promotion under search load, kill -9 mid-run, Milvus unreachable or stopped mid-run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from facesearch.errors import StoreUnavailableError
+from facesearch.images import load_image
+from facesearch.indexer import index_jobs, plan_jobs
+from facesearch.promote import promote
+from facesearch.query import QueryService
+from facesearch.serving import ingest_collection
+from facesearch.settings import load_settings, parse_overrides
+from facesearch.store import FaceRecord, FaceStore
+from facesearch.sweep import Trial
+from tests.conftest import target_overrides
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_searches_never_fail_while_promotion_moves_the_alias(settings, store, johns: Path, dlib_encoder):
+    people = ("John_Simm", "John_Salley", "John_Savage")
+    jobs, _ = plan_jobs([johns / p for p in people], settings, identity_from_folder=True)
+    old = ingest_collection(store, settings, dlib_encoder)
+    index_jobs(jobs, settings, store, dlib_encoder, old)
+    new = store.collection_name(dlib_encoder.encoder_id, "candidate")
+    store.ensure_collection(new, dlib_encoder.dim, settings.index)
+    copies = [FaceRecord(**{**r.__dict__, "identity": r.identity + "@new"}) for r in store.records(old, "face_index >= 0")]
+    store.upsert(new, copies)
+
+    query = load_image(sorted((johns / "John_Simm").glob("*.jpg"))[-1], settings.images)
+    service = QueryService(settings)
+    service.search(query, k=5)  # load the encoder before the clock starts
+    answers: list[str] = []
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def searcher() -> None:
+        while not stop.is_set():
+            try:
+                hits = service.search(query, k=5)["faces"][0]["hits"]
+                assert len(hits) == 5, f"half a result: {hits}"
+                answers.append(hits[0]["identity"])
+            except BaseException as exc:  # noqa: BLE001 - every failure counts
+                errors.append(exc)
+
+    threads = [threading.Thread(target=searcher) for _ in range(3)]
+    for t in threads:
+        t.start()
+    time.sleep(1.0)
+    before = len(answers)
+    promotion = promote(store, settings, new, Trial(8, 8, 1.0, 1.0, 1.0, 1.0, 0.1), "test")
+    time.sleep(1.5)
+    stop.set()
+    for t in threads:
+        t.join(timeout=30)
+    service.close()
+    print(f"\n{len(answers)} searches during promotion, {len(errors)} failed")
+    assert errors == []
+    assert promotion.previous == old and store.alias_target(settings.milvus.alias) == new
+    assert set(answers) <= {"John_Simm", "John_Simm@new"}
+    assert answers[0] == "John_Simm" and answers[-1] == "John_Simm@new"
+    assert before > 0 and len(answers) > before
+
+
+def _cli_proc(target: dict[str, str], *args: str) -> subprocess.Popen:
+    sets = [a for o in [*target_overrides(target), "encoder.backend=dlib", "index.nlist=16"] for a in ("--set", o)]
+    return subprocess.Popen(
+        [sys.executable, "-m", "facesearch.cli", "-v", *sets, *args],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "COLUMNS": "200"},
+    )
+
+
+def _wait_for_line(proc: subprocess.Popen, needle: str, timeout: float = 300) -> list[str]:
+    seen, deadline = [], time.monotonic() + timeout
+    assert proc.stderr is not None
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if not line:
+            break
+        seen.append(line)
+        if needle in line:
+            return seen
+    raise AssertionError(f"never saw {needle!r}:\n{''.join(seen[-30:])}")
+
+
+def _rows(target: dict[str, str]) -> dict[int, tuple]:
+    settings = load_settings(overrides=parse_overrides(target_overrides(target)))
+    with FaceStore(settings.milvus) as store:
+        collection = store.resolve("face_search")
+        rows = store.query(collection, "face_index >= 0", ["id", "image_sha256", "face_index", "identity", "image_paths"])
+    if settings.milvus.is_local_lite:  # let the next process take the Lite data dir's lock
+        from milvus_lite.server_manager import server_manager_instance
+
+        server_manager_instance.release_all()
+    by_id = {r["id"]: (r["image_sha256"], r["face_index"], r["identity"], tuple(sorted(r["image_paths"]))) for r in rows}
+    assert len(by_id) == len(rows), "duplicate primary keys"
+    return by_id
+
+
+def test_index_killed_mid_run_then_rerun_equals_a_clean_run(tmp_path: Path, samples: Path, milvus_target, milvus_server):
+    folder = samples / "johns"
+    proc = _cli_proc(milvus_target, "index", str(folder), "--identity-from-folder", "--json")
+    _wait_for_line(proc, "chunk 3 written")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    partial = _rows(milvus_target)
+    assert 0 < len(partial) < 54, "the kill should land part-way through"
+
+    rerun = _cli_proc(milvus_target, "index", str(folder), "--identity-from-folder", "--json")
+    out, err = rerun.communicate(timeout=600)
+    assert rerun.returncode == 0, err[-2000:]
+    assert json.loads(out)["images_unchanged"] >= 3 * 8 - 1  # the chunks written before the kill were not redone
+
+    if milvus_server is None:
+        clean_target = {"uri": str(tmp_path / "clean" / "faces.db"), "db_name": ""}
+    else:
+        from pymilvus import MilvusClient
+
+        clean_target = {"uri": milvus_server.uri, "db_name": milvus_target["db_name"] + "_clean"}
+        MilvusClient(uri=milvus_server.uri).create_database(clean_target["db_name"])
+    clean = _cli_proc(clean_target, "index", str(folder), "--identity-from-folder", "--json")
+    _, err = clean.communicate(timeout=600)
+    assert clean.returncode == 0, err[-2000:]
+    assert _rows(milvus_target) == _rows(clean_target)
+
+
+def test_unreachable_milvus_is_a_clear_error_after_bounded_retries():
+    settings = load_settings(overrides={"milvus": {"uri": "http://127.0.0.1:9", "retries": 2, "retry_backoff_s": 0.2, "timeout_s": 2}})
+    started = time.monotonic()
+    with pytest.raises(StoreUnavailableError) as err:
+        FaceStore(settings.milvus)
+    elapsed = time.monotonic() - started
+    assert "http://127.0.0.1:9" in str(err.value)
+    assert 0.2 + 0.4 <= elapsed < 3 * (2 + 1) + 0.6 + 5  # both backoffs waited, each attempt bounded by timeout_s
+
+
+@pytest.mark.milvus_server
+def test_server_stopped_mid_index_then_restarted_loses_nothing(tmp_path: Path, samples: Path):
+    """A Milvus of our own for this test: stop it while a CLI index run writes, restart, re-run."""
+    from facesearch.milvus_server import LocalMilvusServer
+
+    base = tmp_path / "server"
+    server = LocalMilvusServer(base, stop_timeout_s=5).start()
+    try:
+        target = {"uri": server.uri, "db_name": ""}
+        proc = _cli_proc(target, "--set", "milvus.timeout_s=5", "--set", "milvus.retries=1", "index", str(samples / "johns"), "--json")
+        _wait_for_line(proc, "chunk 2 written")
+        server.stop()
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 1
+        assert "http://127.0.0.1:" in err and "Traceback" not in err
+        server.start()  # same data directory, new ports
+        target = {"uri": server.uri, "db_name": ""}
+        rerun = _cli_proc(target, "index", str(samples / "johns"), "--json")
+        out, err = rerun.communicate(timeout=600)
+        assert rerun.returncode == 0, err[-2000:]
+        rows = _rows(target)
+        assert len({v[0] for v in rows.values()}) == 54  # 55 files, two of them byte-identical
+    finally:
+        server.stop()
