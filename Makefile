@@ -20,13 +20,22 @@ $(STAMP): requirements/lock.txt pyproject.toml
 	# facenet-pytorch pins torch<2.3/numpy<2/Pillow<10.3, which cannot be installed together here:
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps facenet-pytorch==2.6.0
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
+	@# Debian's chromium drives the browser test (Playwright never downloads a browser here).
+	@command -v chromium >/dev/null || [ "$$(id -u)" != 0 ] || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+		|| echo "warning: chromium could not be installed; the browser test will be skipped"
 	touch $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/facesearch demo
 
+# The store/CLI/pipeline/reliability tests run twice: on Milvus Lite, then against a real Milvus 2.3.5
+# standalone that the second session starts on 127.0.0.1 (tests/conftest.py --milvus-server) and stops.
+SERVER_TESTS := tests/integration/test_store.py tests/integration/test_cli_index_search.py \
+	tests/integration/test_pipeline.py tests/integration/test_reliability.py
+
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest --milvus-server $(SERVER_TESTS) $(PYTEST_ARGS)
 
 reindex: $(STAMP)
 	$(BIN)/facesearch reindex

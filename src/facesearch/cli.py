@@ -316,6 +316,22 @@ def calibrate(
     run_command(ctx, body)
 
 
+@app.command()
+def serve(
+    ctx: typer.Context,
+    host: Annotated[str | None, typer.Option(help="Address to bind (default api.host); beyond loopback needs api.api_key.")] = None,
+    port: Annotated[int | None, typer.Option(min=1, max=65535, help="Port (default api.port).")] = None,
+) -> None:
+    """Serve the HTTP API and the search page (uvicorn, one worker; OpenAPI at /docs)."""
+
+    def body(settings: Settings) -> None:
+        from facesearch.api import serve as serve_api
+
+        serve_api(settings, host=host, port=port)
+
+    run_command(ctx, body)
+
+
 # -- pipeline (also the DVC stages in dvc.yaml) ----------------------------------------------
 OutOpt = Annotated[Path | None, typer.Option("--out", help="Also write the JSON document to this file.")]
 

@@ -200,9 +200,13 @@ class Settings(_Section):
         return self
 
     def fingerprint(self) -> str:
-        """Stable hash of every setting, for cache keys and run tags."""
-        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        """Stable hash of the settings that shape a built collection (not where things run or log)."""
+        blob = json.dumps(self.model_dump(mode="json", exclude=set(OPERATIONAL_SECTIONS)), sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+# Sections that say where and how FaceSearch runs, not what it builds: left out of fingerprint().
+OPERATIONAL_SECTIONS = ("milvus", "paths", "tracking", "schedule", "api", "logging")
 
 
 class _Sources(BaseSettings):

@@ -85,3 +85,5 @@ def test_fingerprint_changes_with_settings():
     other = load_settings(overrides={"index": {"nlist": 256}})
     assert base.fingerprint() == load_settings().fingerprint()
     assert base.fingerprint() != other.fingerprint()
+    moved = load_settings(overrides={"milvus": {"uri": "http://elsewhere:19530"}, "api": {"port": 9000}, "logging": {"level": "DEBUG"}})
+    assert moved.fingerprint() == base.fingerprint()  # where it runs does not change what it builds
