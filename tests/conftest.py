@@ -40,6 +40,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if server and "lite_only" in item.keywords:
             item.add_marker(pytest.mark.skip(reason="Milvus Lite behaviour; this session runs against a Milvus server"))
+        if server and "single_session" in item.keywords:
+            item.add_marker(pytest.mark.skip(reason="backend-independent and slow: runs in the Milvus Lite session only"))
         if not server and "milvus_server" in item.keywords:
             item.add_marker(pytest.mark.skip(reason="needs a real Milvus server: run with --milvus-server (make test does)"))
 
