@@ -508,7 +508,9 @@ def thumbnail_jpeg(services: Services, req: ThumbRequest) -> bytes:
     boxes = {int(r["face_index"]): [float(v) for v in r["bbox"]] for r in rows}
     if req.face_index is not None and req.face_index not in boxes:
         raise ApiError(404, "not_found", f"image {req.sha256} has no face {req.face_index}")
-    image = _load_indexed(rows, req.sha256, settings)
+    loaded = _load_indexed(rows, req.sha256, settings)
+    image = loaded.image  # possibly a reduced decode: stored boxes are in original pixels
+    boxes = {i: [v * loaded.scale for v in box] for i, box in boxes.items()}
     if req.face_index is not None:
         return _encode_jpeg(_face_crop(image, boxes[req.face_index], req.max_side))
     return _encode_jpeg(_boxed(image, boxes, req.max_side))
@@ -526,7 +528,7 @@ def _load_indexed(rows: list[dict[str, Any]], sha256: str, settings: Settings) -
             log.info("thumbnail %s: %s: %s", sha256[:12], path, exc.reason)
             continue
         if loaded.sha256 == sha256:
-            return loaded.image
+            return loaded
         log.info("thumbnail %s: %s changed since it was indexed", sha256[:12], path)
     raise ApiError(404, "file_gone", f"the photo {sha256} is indexed but its file is gone or changed since indexing")
 

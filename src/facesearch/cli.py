@@ -300,7 +300,7 @@ def calibrate(
         vectors, labels = [], []
         with progress_bar("embedding", len(jobs)) as advance:
             for job in jobs:
-                faces = encoder.encode([load_image(job.path, settings.images).image])[0]
+                faces = encoder.encode_loaded([load_image(job.path, settings.images)])[0]
                 if len(faces) == 1:
                     vectors.append(faces[0].embedding)
                     labels.append(job.identity)

@@ -117,7 +117,7 @@ def embed_dataset(
                 log.warning("cannot embed %s: %s", row.path, exc)
                 failed += 1
         face_rows = []
-        for image, faces in zip(loaded, encoder.encode([img.image for img in loaded]), strict=True):
+        for image, faces in zip(loaded, encoder.encode_loaded(loaded), strict=True):
             image_rows.append({"image_sha256": image.sha256, "n_faces": len(faces), "width": image.size[0], "height": image.size[1]})
             face_rows += [
                 {

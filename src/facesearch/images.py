@@ -35,7 +35,12 @@ KNOWN_UNSUPPORTED_EXTENSIONS = frozenset(
 
 @dataclass(frozen=True)
 class LoadedImage:
-    """A decoded photo: RGB, EXIF orientation applied, plus its content hash."""
+    """A decoded photo: RGB, EXIF orientation applied, plus its content hash.
+
+    ``image`` may be smaller than the photo: big JPEGs are decoded at a reduced DCT scale
+    (``images.draft_side``). ``original_size`` is the photo's size (upright) and ``scale`` maps
+    ``image`` pixels to it; face boxes are always reported in original pixels.
+    """
 
     path: Path
     sha256: str
@@ -43,10 +48,16 @@ class LoadedImage:
     source_format: str
     source_mode: str
     phash: int
+    original_size: tuple[int, int]
 
     @property
     def size(self) -> tuple[int, int]:
-        return self.image.size
+        """The photo's upright size in pixels (not the decoded working copy's)."""
+        return self.original_size
+
+    @property
+    def scale(self) -> float:
+        return self.image.width / self.original_size[0]
 
 
 @dataclass(frozen=True)
@@ -149,6 +160,10 @@ def decode_image(data: bytes, settings: ImageSettings, path: Path = Path("<bytes
         source_format, source_mode = img.format, img.mode
         if getattr(img, "n_frames", 1) > 1:
             img.seek(0)  # animated/multi-page: the first frame is the photo
+        if settings.draft_side and source_format in ("JPEG", "MPO") and max(width, height) > settings.draft_side:
+            # libjpeg decodes at 1/2, 1/4 or 1/8 scale directly; Pillow keeps the result >= the size asked for
+            factor = settings.draft_side / max(width, height)
+            img.draft(img.mode, (max(1, int(width * factor)), max(1, int(height * factor))))
         try:
             img.load()
         except OSError as exc:
@@ -156,9 +171,17 @@ def decode_image(data: bytes, settings: ImageSettings, path: Path = Path("<bytes
             raise ImageError(reason, str(exc)) from exc
         except (ValueError, SyntaxError, EOFError) as exc:  # Pillow raises these on some malformed files
             raise ImageError("corrupt", str(exc) or type(exc).__name__) from exc
+        decoded_size = img.size
         rgb = to_rgb(_apply_exif_orientation(img))
+    original = (width, height) if rgb.size == decoded_size else (height, width)  # EXIF may swap the axes
     return LoadedImage(
-        path=path, sha256=file_sha256(data), image=rgb, source_format=source_format, source_mode=source_mode, phash=image_phash(rgb)
+        path=path,
+        sha256=file_sha256(data),
+        image=rgb,
+        source_format=source_format,
+        source_mode=source_mode,
+        phash=image_phash(rgb),
+        original_size=original,
     )
 
 

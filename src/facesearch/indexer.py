@@ -188,7 +188,7 @@ def _index_chunk(
             to_embed.append((job, img))
     embedded_now: set[str] = set()
     if to_embed:
-        faces_per_image = encoder.encode([img.image for _, img in to_embed])
+        faces_per_image = encoder.encode_loaded([img for _, img in to_embed])
         for (job, img), faces in zip(to_embed, faces_per_image, strict=True):
             path = canonical_path(job.path)
             if img.sha256 in embedded_now:  # the same bytes twice in one chunk: one set of rows, both paths

@@ -19,7 +19,7 @@ class FaceHits:
 
 def query_faces(encoder: FaceEncoder, image: LoadedImage) -> list[Face]:
     """All faces of a query image; NoFaceError (exit code 2) when there are none."""
-    faces = encoder.encode([image.image])[0]
+    faces = encoder.encode_loaded([image])[0]
     if not faces:
         raise NoFaceError(f"no face found in query image {image.path}")
     return faces

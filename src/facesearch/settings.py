@@ -40,13 +40,14 @@ class DetectionSettings(_Section):
     min_face_size: int = Field(20, ge=8)
     thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)
     min_det_prob: float = Field(0.90, ge=0.0, le=1.0)
-    max_side: int = Field(1280, ge=160, description="images are downscaled to this longest side before detection")
+    max_side: int = Field(1024, ge=160, description="images are downscaled to this longest side before detection")
     max_faces_per_image: int = Field(64, ge=1)
     crop_margin: int = Field(0, ge=0)
 
 
 class ImageSettings(_Section):
     max_pixels: int = Field(40_000_000, ge=1, description="decompression-bomb guard, checked before decoding")
+    draft_side: int = Field(1024, ge=0, description="decode big JPEGs at a reduced scale, longest side >= this; 0 = full size")
     max_file_bytes: int = Field(50_000_000, ge=1)
     extensions: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
     load_workers: int = Field(2, ge=1, le=32)

@@ -129,6 +129,14 @@ def test_mixed_folder_indexes_every_good_photo_and_names_every_bad_one(tmp_path:
     for x1, y1, x2, y2 in rotated_boxes:
         assert x2 <= upright.width + 1 and y2 <= upright.height + 1
         assert (y2 - y1) / (x2 - x1) > 0.8  # faces upright are taller than wide, not lying on their side
+    # the 7200-px copy was decoded at reduced scale, yet its boxes are in its own (original) pixels
+    factor = 7200 / upright.width
+    huge_boxes = sorted(r["bbox"] for r in rows if any(p.endswith("huge_valid.jpg") for p in r["image_paths"]))
+    assert len(huge_boxes) == len(rotated_boxes)
+    from tests.model.test_detection import iou
+
+    for huge, small in zip(huge_boxes, sorted(rotated_boxes), strict=True):
+        assert iou([v / factor for v in huge], small) > 0.7
 
 
 def test_walking_never_follows_directory_loops(tmp_path: Path):

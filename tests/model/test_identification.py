@@ -24,7 +24,7 @@ def test_leave_one_out_identification(johns: Path, settings, store, dlib_encoder
     correct = unknown = 0
     for job in jobs:
         image = load_image(job.path, settings.images)
-        faces = dlib_encoder.encode([image.image])[0]
+        faces = dlib_encoder.encode_loaded([image])[0]
         result = identify_faces(store, collection, faces, threshold, settings.index.nprobe, exclude_sha256=image.sha256)[0]
         correct += result.identity == job.identity
         unknown += result.identity is None

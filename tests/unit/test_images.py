@@ -134,3 +134,21 @@ def test_load_image_refuses_directories_and_big_files(tmp_path: Path):
     big.write_bytes(b"\xff" * 2000)
     with pytest.raises(ImageError, match="file_too_large"):
         load_image(big, ImageSettings(max_file_bytes=1000))
+
+
+def test_big_jpeg_decodes_at_reduced_scale_with_original_size_kept():
+    rng = np.random.default_rng(0)
+    big = Image.fromarray((rng.random((300, 400, 3)) * 255).astype(np.uint8)).resize((4000, 3000))
+    loaded = decode_image(jpeg_bytes(big), ImageSettings(draft_side=1000))
+    assert loaded.size == (4000, 3000)  # the photo's size, for boxes and the manifest
+    assert loaded.image.size == (1000, 750) and loaded.scale == 0.25  # libjpeg's 1/4 DCT scaling
+    full = decode_image(jpeg_bytes(big), ImageSettings(draft_side=0))
+    assert full.image.size == (4000, 3000) and full.scale == 1.0
+    assert full.sha256 == loaded.sha256
+
+
+def test_reduced_decode_with_exif_rotation_keeps_upright_original_size(johns: Path):
+    src = next(johns.glob("*/*.jpg"))
+    rotated = decode_image(exif_rotated_jpeg(src), ImageSettings(draft_side=60))
+    assert rotated.size == Image.open(src).size
+    assert rotated.image.width / rotated.image.height == pytest.approx(rotated.size[0] / rotated.size[1], rel=0.05)

@@ -12,6 +12,7 @@ import numpy as np
 from PIL import Image
 
 from facesearch.detect import BBox, Detection, FaceDetector
+from facesearch.images import LoadedImage
 
 log = logging.getLogger(__name__)
 
@@ -45,12 +46,22 @@ class FaceEncoder(ABC):
         self.detector = detector
         self.batch_size = batch_size
 
-    def encode(self, images: Sequence[Image.Image]) -> list[list[Face]]:
-        """Faces of each image, in the detector's left-to-right order."""
-        detections = [self.detector.detect(image) for image in images]
-        return self.encode_detections(images, detections)
+    def encode(self, images: Sequence[Image.Image], scales: Sequence[float] | None = None) -> list[list[Face]]:
+        """Faces of each image, in the detector's left-to-right order.
 
-    def encode_detections(self, images: Sequence[Image.Image], detections: Sequence[list[Detection]]) -> list[list[Face]]:
+        ``scales[i]`` is image i's size relative to the original photo (a reduced decode):
+        boxes and landmarks are divided by it, so they are in original pixels.
+        """
+        detections = [self.detector.detect(image) for image in images]
+        return self.encode_detections(images, detections, scales)
+
+    def encode_loaded(self, images: Sequence[LoadedImage]) -> list[list[Face]]:
+        """:meth:`encode` for decoded photos, boxes in the photos' own pixels."""
+        return self.encode([i.image for i in images], [i.scale for i in images])
+
+    def encode_detections(
+        self, images: Sequence[Image.Image], detections: Sequence[list[Detection]], scales: Sequence[float] | None = None
+    ) -> list[list[Face]]:
         crops: list[Any] = []
         for image, dets in zip(images, detections, strict=True):
             if dets:
@@ -58,9 +69,18 @@ class FaceEncoder(ABC):
         vectors = self.embed_crops(crops)
         faces: list[list[Face]] = []
         cursor = 0
-        for dets in detections:
+        for k, dets in enumerate(detections):
+            s = scales[k] if scales else 1.0
             faces.append(
-                [Face(d.bbox, d.det_prob, d.landmarks, vectors[cursor + i]) for i, d in enumerate(dets)]
+                [
+                    Face(
+                        tuple(v / s for v in d.bbox),  # type: ignore[arg-type]
+                        d.det_prob,
+                        tuple((x / s, y / s) for x, y in d.landmarks),
+                        vectors[cursor + i],
+                    )
+                    for i, d in enumerate(dets)
+                ]
             )
             cursor += len(dets)
         return faces
