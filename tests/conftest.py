@@ -80,7 +80,8 @@ def milvus_target(tmp_path: Path, milvus_server) -> dict[str, str]:
 
 def target_overrides(target: dict[str, str]) -> list[str]:
     """``--set`` style overrides pointing FaceSearch at a test's Milvus."""
-    return [f"milvus.uri={target['uri']}", f"milvus.db_name={target['db_name']}", "milvus.retries=0"]
+    # Strong: a test searches right after it writes, from another client; the product default is Bounded
+    return [f"milvus.uri={target['uri']}", f"milvus.db_name={target['db_name']}", "milvus.retries=0", "milvus.search_consistency=Strong"]
 
 
 def make_settings(tmp_path: Path, target: dict[str, str] | None = None, **sections: dict) -> "Settings":  # noqa: F821
@@ -88,7 +89,7 @@ def make_settings(tmp_path: Path, target: dict[str, str] | None = None, **sectio
 
     target = target or {"uri": str(tmp_path / "milvus" / "faces.db"), "db_name": ""}
     overrides = {
-        "milvus": {"uri": target["uri"], "db_name": target["db_name"], "retries": 0},
+        "milvus": {"uri": target["uri"], "db_name": target["db_name"], "retries": 0, "search_consistency": "Strong"},
         "encoder": {"backend": "dlib"},
         "index": {"nlist": 16, "nprobe": 16},
         "paths": {"data_dir": str(tmp_path / "data"), "images_dir": str(tmp_path / "data" / "images")},

@@ -83,6 +83,7 @@ def load_candidate(
         store.upsert(name, records[i : i + step])
         if progress:
             progress(len(records[i : i + step]))
+    store.flush(name)
     count = store.count(name)
     if count != len(records):
         raise RuntimeError(f"candidate {name} holds {count} rows after loading {len(records)}")

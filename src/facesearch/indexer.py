@@ -156,6 +156,8 @@ def index_jobs(
             log.debug("chunk %d written: %d images so far, %d faces", number, number * CHUNK_IMAGES, report.faces_indexed)
             if progress:
                 progress(len(chunk))
+    if report.faces_indexed:
+        store.flush(collection)
     return report
 
 

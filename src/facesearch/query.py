@@ -26,6 +26,7 @@ class QueryService:
         self.settings = settings
         self.store = store or FaceStore(settings.milvus)
         self._encoder: FaceEncoder | None = None
+        self._nprobe: dict[str, int] = {}  # per collection: fixed once it is promoted
         self._lock = threading.Lock()
 
     @property
@@ -36,9 +37,11 @@ class QueryService:
             return self._encoder
 
     def target(self) -> tuple[str, int]:
-        """(collection behind the alias now, its nprobe)."""
+        """(collection behind the alias now, its nprobe). The alias is resolved on every call."""
         collection = serving_collection(self.store, self.settings)
-        return collection, serving_nprobe(self.store, self.settings, collection)
+        if collection not in self._nprobe:
+            self._nprobe[collection] = serving_nprobe(self.store, self.settings, collection)
+        return collection, self._nprobe[collection]
 
     def search(self, image: LoadedImage, k: int | None = None, label: str | None = None) -> dict[str, Any]:
         collection, nprobe = self.target()

@@ -63,6 +63,10 @@ class MilvusSettings(_Section):
     retries: int = Field(3, ge=0, le=10)
     retry_backoff_s: float = Field(0.5, ge=0)
     insert_batch: int = Field(512, ge=1)
+    # Strong makes every search on a Milvus server wait for the next time tick (~200 ms); Bounded
+    # (Milvus' own default) sees rows a few seconds old at 2-3 ms. Milvus Lite ignores it.
+    search_consistency: Literal["Strong", "Bounded", "Session", "Eventually"] = "Bounded"
+    index_build_timeout_s: float = Field(1800.0, gt=0, description="wait this long for a server to finish an index build")
 
     @property
     def is_local_lite(self) -> bool:
