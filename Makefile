@@ -10,7 +10,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
 MLFLOW_DB ?= data/mlflow/mlflow.db
 
-.PHONY: setup demo test reindex schedule mlflow-ui prefect-ui clean
+.PHONY: setup demo test bench reindex schedule mlflow-ui prefect-ui clean
 
 setup: $(STAMP)
 
@@ -36,6 +36,14 @@ SERVER_TESTS := tests/integration/test_store.py tests/integration/test_cli_index
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 	$(BIN)/python -m pytest --milvus-server $(SERVER_TESTS) $(PYTEST_ARGS)
+
+# ~17 min on 2 cores: ingest vs the naive loops, search at 10k/100k on every backend, 1M on Lite/faiss/numpy
+bench: $(STAMP)
+	$(BIN)/python bench/bench_ingest.py --out bench/results/ingest.json
+	$(BIN)/python bench/bench_search.py --sizes 10000 100000 --dim 128 --out bench/results/search.json
+	$(BIN)/python bench/bench_search.py --sizes 1000000 --dim 128 --backends lite faiss numpy --timeout-s 900 \
+		--lite-as-limit-gb 12 --rss-cap-gb 12 --out bench/results/search_1m.json
+	$(BIN)/python bench/summary.py
 
 reindex: $(STAMP)
 	$(BIN)/facesearch reindex

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from facesearch.detect import Detection
 from facesearch.encoders import FaceEncoder
 from facesearch.errors import ImageError
 from facesearch.images import LoadedImage, SkippedFile, iter_image_files, load_image
@@ -23,7 +24,7 @@ from facesearch.store import FaceRecord, FaceStore
 
 log = logging.getLogger(__name__)
 
-CHUNK_IMAGES = 8  # decoded images held at once: bounds memory for huge photos
+CHUNK_IMAGES = 4  # images per write; two chunks are in flight (decode+detect overlaps embed+write)
 
 ProgressFn = Callable[[int], None]
 
@@ -147,76 +148,110 @@ def index_jobs(
     progress: ProgressFn | None = None,
     report: IndexReport | None = None,
 ) -> IndexReport:
-    """Index ``jobs`` into ``collection``; bad files are reported in the result, never raised."""
+    """Index ``jobs`` into ``collection``; bad files are reported in the result, never raised.
+
+    Two stages overlap: a worker thread decodes the next chunk, looks its images up in Milvus and
+    runs face detection, while this thread embeds and writes the current chunk.
+    """
     report = report or IndexReport(collection=collection, encoder=encoder.encoder_id)
     report.images_seen += len(jobs)
-    with ThreadPoolExecutor(settings.images.load_workers, thread_name_prefix="decode") as pool:
-        for number, chunk in enumerate(_chunks(jobs, CHUNK_IMAGES), start=1):
-            _index_chunk(chunk, _load_all(chunk, settings, pool), store, encoder, collection, force, report)
+    chunks = list(_chunks(jobs, CHUNK_IMAGES))
+    written: dict[str, list[FaceRecord]] = {}  # this run's rows per image: copies across chunks merge, never overwrite
+    with ThreadPoolExecutor(settings.images.load_workers, thread_name_prefix="decode") as decode_pool, ThreadPoolExecutor(
+        1, thread_name_prefix="detect"
+    ) as stage:
+
+        def prepare(chunk: Sequence[IndexJob]) -> _Prepared:
+            return _prepare(chunk, _load_all(chunk, settings, decode_pool), store, encoder, collection, force)
+
+        pending = stage.submit(prepare, chunks[0]) if chunks else None
+        for number in range(1, len(chunks) + 1):
+            prepared = pending.result()  # type: ignore[union-attr]
+            pending = stage.submit(prepare, chunks[number]) if number < len(chunks) else None
+            _finish(prepared, store, encoder, collection, report, written)
             log.debug("chunk %d written: %d images so far, %d faces", number, number * CHUNK_IMAGES, report.faces_indexed)
             if progress:
-                progress(len(chunk))
+                progress(len(prepared.chunk))
     if report.faces_indexed:
         store.flush(collection)
     return report
 
 
-def _index_chunk(
+@dataclass
+class _Prepared:
+    """One chunk after decoding, the Milvus lookup and face detection (the worker stage's output)."""
+
+    chunk: Sequence[IndexJob]
+    errors: list[tuple[IndexJob, ImageError]]
+    known: list[tuple[IndexJob, LoadedImage]]  # already in the collection: metadata merge only
+    new: list[tuple[IndexJob, LoadedImage]]  # to embed
+    detections: list[list[Detection]]  # for ``new``
+    existing: dict[str, list[FaceRecord]]
+
+
+def _prepare(
     chunk: Sequence[IndexJob],
     loaded: Sequence[LoadedImage | ImageError],
     store: FaceStore,
     encoder: FaceEncoder,
     collection: str,
     force: bool,
-    report: IndexReport,
-) -> None:
-    good: list[tuple[IndexJob, LoadedImage]] = []
-    for job, item in zip(chunk, loaded, strict=True):
-        if isinstance(item, ImageError):
-            report.skip(job.path, item.reason, item.detail)
-        else:
-            good.append((job, item))
+) -> _Prepared:
+    errors = [(job, item) for job, item in zip(chunk, loaded, strict=True) if isinstance(item, ImageError)]
+    good = [(job, item) for job, item in zip(chunk, loaded, strict=True) if not isinstance(item, ImageError)]
     existing = store.records_for_images(collection, sorted({img.sha256 for _, img in good}))
-    to_embed: list[tuple[IndexJob, LoadedImage]] = []
+    known = [(job, img) for job, img in good if img.sha256 in existing and not force]
+    new = [(job, img) for job, img in good if img.sha256 not in existing or force]
+    detections = [encoder.detector.detect(img.image) for _, img in new]
+    return _Prepared(chunk, errors, known, new, detections, existing)
+
+
+def _finish(
+    prepared: _Prepared,
+    store: FaceStore,
+    encoder: FaceEncoder,
+    collection: str,
+    report: IndexReport,
+    written: dict[str, list[FaceRecord]],
+) -> None:
+    """Embed the chunk's new faces, merge paths/identities of known images, upsert."""
+    for job, error in prepared.errors:
+        report.skip(job.path, error.reason, error.detail)
+    current = {**prepared.existing, **written}
     updates: list[FaceRecord] = []
-    for job, img in good:
-        if img.sha256 in existing and not force:
-            merged = _merge_existing(existing[img.sha256], canonical_path(job.path), job.identity)
-            if merged is not None:
-                existing[img.sha256] = merged
-                updates.extend(merged)
-            report.images_unchanged += 1
-        else:
-            to_embed.append((job, img))
-    embedded_now: set[str] = set()
-    if to_embed:
-        faces_per_image = encoder.encode_loaded([img for _, img in to_embed])
-        for (job, img), faces in zip(to_embed, faces_per_image, strict=True):
-            path = canonical_path(job.path)
-            if img.sha256 in embedded_now:  # the same bytes twice in one chunk: one set of rows, both paths
-                merged = _merge_existing(existing[img.sha256], path, job.identity)
-                if merged is not None:
-                    existing[img.sha256] = merged
-                    updates.extend(merged)
-                report.images_unchanged += 1
-                continue
-            if not faces:
-                report.skip(job.path, "no_face", "no face detected")
-                continue
-            previous = existing.get(img.sha256, [])
-            identity = job.identity or (previous[0].identity if previous else "")
-            records = build_records(img, faces, path, identity, encoder.encoder_id)
-            if previous:  # --force: keep every known path, drop rows for faces no longer detected
-                paths = sorted({path, *(p for r in previous for p in r.image_paths if os.path.exists(p))})
-                records = [FaceRecord(**{**r.__dict__, "image_paths": paths, "image_path": paths[0]}) for r in records]
-                stale = [r.id for r in previous if r.face_index >= len(records)]
-                if stale:
-                    store.delete_ids(collection, stale)
-            embedded_now.add(img.sha256)
-            existing[img.sha256] = records
-            updates.extend(records)
-            report.images_indexed += 1
-            report.faces_indexed += len(records)
+
+    def merge(sha: str, path: str, identity: str) -> None:
+        merged = _merge_existing(current[sha], path, identity)
+        if merged is not None:
+            current[sha] = written[sha] = merged
+            updates.extend(merged)
+        report.images_unchanged += 1
+
+    for job, img in prepared.known:
+        merge(img.sha256, canonical_path(job.path), job.identity)
+    images = [img for _, img in prepared.new]
+    faces_per_image = encoder.encode_detections([i.image for i in images], prepared.detections, [i.scale for i in images])
+    for (job, img), faces in zip(prepared.new, faces_per_image, strict=True):
+        path = canonical_path(job.path)
+        if img.sha256 in written:  # the same bytes again in this run: one set of rows, every path
+            merge(img.sha256, path, job.identity)
+            continue
+        if not faces:
+            report.skip(job.path, "no_face", "no face detected")
+            continue
+        previous = prepared.existing.get(img.sha256, [])
+        identity = job.identity or (previous[0].identity if previous else "")
+        records = build_records(img, faces, path, identity, encoder.encoder_id)
+        if previous:  # --force: keep every known path, drop rows for faces no longer detected
+            paths = sorted({path, *(p for r in previous for p in r.image_paths if os.path.exists(p))})
+            records = [FaceRecord(**{**r.__dict__, "image_paths": paths, "image_path": paths[0]}) for r in records]
+            stale = [r.id for r in previous if r.face_index >= len(records)]
+            if stale:
+                store.delete_ids(collection, stale)
+        current[img.sha256] = written[img.sha256] = records
+        updates.extend(records)
+        report.images_indexed += 1
+        report.faces_indexed += len(records)
     if updates:
         latest = {r.id: r for r in updates}  # last write per key wins
         store.upsert(collection, list(latest.values()))
