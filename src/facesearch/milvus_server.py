@@ -1,29 +1,51 @@
 """A local Milvus standalone server (the PyPI ``milvus`` 2.3.5 wheel ships the binary), started and stopped by us.
 
-Used by the real-server test session and the benchmarks, and by anyone who wants a server on one
-machine without Docker: ``with LocalMilvusServer(Path("data/milvus-server")) as server: server.uri``.
-Ports are picked free on 127.0.0.1, the embedded etcd's included (the wheel's template leaves
-etcd on its fixed 2379/2380, so two servers on one machine collide; we point etcd at a config
-file with free ports). ``stop`` terminates the ``milvus run standalone`` process (waiting for a
-graceful exit, then killing it), so no process outlives the context.
+Two ways to use it:
+* ``with LocalMilvusServer(dir) as server: server.uri`` - lives as long as the block (tests, benchmarks);
+* ``facesearch store start`` - detached (its own session, survives the command), recorded in
+  ``<dir>/facesearch-server.json`` so ``store status`` / ``store stop`` and later commands find it.
+
+Ports are picked free on 127.0.0.1 (19530 first, so the URI is stable), the embedded etcd's
+included: the wheel's template leaves etcd on its fixed 2379/2380, so two servers on one machine
+collide; we point etcd at a config file with free ports. ``stop`` terminates the
+``milvus run standalone`` process, waiting for a graceful exit, then killing it.
 """
 
 from __future__ import annotations
 
+import fcntl
+import json
 import logging
+import os
+import signal
 import socket
 import subprocess
 import time
+import urllib.request
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Iterator
 
 from facesearch.errors import StoreUnavailableError
 
 log = logging.getLogger(__name__)
 
-
 ETCD_BLOCK = "  use:\n    embed: true"
+STATE_FILE = "facesearch-server.json"
+
+
+@dataclass(frozen=True)
+class ServerState:
+    pid: int
+    port: int
+    metrics_port: int
+    base_dir: str
+
+    @property
+    def uri(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
 
 
 def _free_port() -> int:
@@ -56,10 +78,28 @@ def _server_config(base_dir: Path) -> Any:
                 f"initial-cluster: facesearch=http://127.0.0.1:{peer}\n"
             )
 
-    config = _Config(template=str(patched))
+    config = _Config(template=str(patched), data_dir=str(base_dir))
     config.glog_conf_file = str(Path(milvus.__file__).parent / "data" / "glog.conf")  # only set for the default template
     config.configurable_items["etcd_config_path"] = [str, str(base_dir / "configs" / "embed_etcd.yaml")]
     return config
+
+
+def _healthy(metrics_port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/healthz", timeout=2) as response:
+            return "OK" in response.read().decode()
+    except OSError:
+        return False
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class LocalMilvusServer:
@@ -67,58 +107,116 @@ class LocalMilvusServer:
         self.base_dir = Path(base_dir).resolve()
         self.start_timeout_s = start_timeout_s
         self.stop_timeout_s = stop_timeout_s
-        self._server = None
-        self.port: int | None = None
+        self._proc: subprocess.Popen | None = None
+        self.state: ServerState | None = None
 
     @property
     def uri(self) -> str:
-        if self.port is None:
+        if self.state is None:
             raise StoreUnavailableError("local Milvus server is not running")
-        return f"http://127.0.0.1:{self.port}"
+        return self.state.uri
+
+    @property
+    def port(self) -> int | None:
+        return self.state.port if self.state else None
 
     @property
     def pid(self) -> int | None:
-        proc = getattr(self._server, "server_proc", None)
-        return proc.pid if proc is not None else None
+        return self.state.pid if self.state else None
 
-    def start(self) -> LocalMilvusServer:
+    @property
+    def state_file(self) -> Path:
+        return self.base_dir / STATE_FILE
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def start(self, detach: bool = False) -> LocalMilvusServer:
+        """Launch ``milvus run standalone`` and wait for /healthz. ``detach``: own session, state file written."""
         try:
-            from milvus import MilvusServer
+            import milvus
         except ImportError as exc:  # pragma: no cover - the package is in requirements/lock.txt
             raise StoreUnavailableError("the `milvus` package (Milvus standalone binary) is not installed") from exc
         self.base_dir.mkdir(parents=True, exist_ok=True)
-        server = MilvusServer(_server_config(self.base_dir), wait_for_started=False)
-        server.set_base_dir(str(self.base_dir))
+        config = _server_config(self.base_dir)
         started = time.monotonic()
-        server.start()
-        self._server = server
-        try:
-            server.wait_started(timeout=int(self.start_timeout_s * 1000))
-        except Exception as exc:
-            self.stop()
-            raise StoreUnavailableError(f"local Milvus server in {self.base_dir} did not start: {exc} (logs in {self.base_dir / 'logs'})") from exc
-        self.port = int(server.config.configurable_items["proxy_port"][1])
+        config.resolve()  # picks free ports, writes configs/milvus.yaml and the etcd config
+        milvus._initialize_data_files(str(self.base_dir))  # unpacks the binary once (~500 MB)
+        metrics_port = _free_port()
+        env = {
+            **os.environ,
+            "DEPLOY_MODE": "STANDALONE",
+            "METRICS_PORT": str(metrics_port),
+            "MILVUS_RUN_DIR": str(self.base_dir / "run"),
+            "LD_LIBRARY_PATH": f"{self.base_dir / 'bin'}:{os.environ.get('LD_LIBRARY_PATH', '')}",
+        }
+        logs = self.base_dir / "logs"
+        logs.mkdir(exist_ok=True)
+        with open(logs / "milvus-stdout.log", "ab") as out, open(logs / "milvus-stderr.log", "ab") as err:
+            self._proc = subprocess.Popen(
+                [str(self.base_dir / "bin" / "milvus"), "run", "standalone"],
+                cwd=self.base_dir, env=env, stdout=out, stderr=err, start_new_session=detach,
+            )
+        self.state = ServerState(self._proc.pid, int(config.get("proxy_port")), metrics_port, str(self.base_dir))
+        deadline = time.monotonic() + self.start_timeout_s
+        while not _healthy(metrics_port):
+            if self._proc.poll() is not None or time.monotonic() > deadline:
+                why = f"exited with {self._proc.returncode}" if self._proc.poll() is not None else f"not healthy after {self.start_timeout_s:.0f} s"
+                self.stop()
+                raise StoreUnavailableError(f"local Milvus server in {self.base_dir} did not start: {why} (logs in {logs})")
+            time.sleep(0.5)
+        if detach:
+            self.state_file.write_text(json.dumps(asdict(self.state)))
+            self._proc = None  # not ours to reap: it outlives this process
         log.info("Milvus standalone started on %s in %.1f s (pid %s, data %s)", self.uri, time.monotonic() - started, self.pid, self.base_dir)
         return self
 
     def stop(self) -> None:
-        server, self._server = self._server, None
-        if server is None:
-            return
-        proc = server.server_proc
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=self.stop_timeout_s)
-            except subprocess.TimeoutExpired:
-                log.warning("Milvus (pid %s) did not stop in %.0f s: killing it", proc.pid, self.stop_timeout_s)
-                proc.kill()
-                proc.wait(timeout=10)
-        server.server_proc = None
-        for handle in server.proc_fds.values():
-            handle.close()
-        server.proc_fds.clear()
-        self.port = None
+        """Terminate the server (graceful, then SIGKILL after ``stop_timeout_s``)."""
+        state, self.state = self.state, None
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=self.stop_timeout_s)
+                except subprocess.TimeoutExpired:
+                    log.info("Milvus (pid %s) did not stop in %.0f s: killing it", proc.pid, self.stop_timeout_s)
+                    proc.kill()
+                    proc.wait(timeout=10)
+        elif state is not None and _alive(state.pid):
+            os.kill(state.pid, signal.SIGTERM)
+            deadline = time.monotonic() + self.stop_timeout_s
+            while _alive(state.pid) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            if _alive(state.pid):
+                os.kill(state.pid, signal.SIGKILL)
+        self.state_file.unlink(missing_ok=True)
+
+    def running(self) -> ServerState | None:
+        """The detached server recorded in the state file, if it is alive and healthy."""
+        if not self.state_file.exists():
+            return None
+        state = ServerState(**json.loads(self.state_file.read_text()))
+        if _alive(state.pid) and _healthy(state.metrics_port):
+            self.state = state
+            return state
+        return None
+
+    @contextmanager
+    def _start_lock(self) -> Iterator[None]:
+        self.base_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.base_dir / ".start.lock", "w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            yield
+
+    def ensure_running(self) -> ServerState:
+        """Start a detached server unless one is already running for this directory (safe to race)."""
+        with self._start_lock():
+            state = self.running()
+            if state is not None:
+                return state
+            self.start(detach=True)
+            assert self.state is not None
+            return self.state
 
     def __enter__(self) -> LocalMilvusServer:
         return self.start()

@@ -68,6 +68,7 @@ class MilvusSettings(_Section):
     # (Milvus' own default) sees rows a few seconds old at 2-3 ms. Milvus Lite ignores it.
     search_consistency: Literal["Strong", "Bounded", "Session", "Eventually"] = "Bounded"
     index_build_timeout_s: float = Field(1800.0, gt=0, description="wait this long for a server to finish an index build")
+    server_dir: Path = Path("data/milvus-server")  # where `facesearch store start` keeps a local Milvus standalone
 
     @property
     def is_local_lite(self) -> bool:

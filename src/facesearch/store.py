@@ -203,7 +203,8 @@ class FaceStore:
                 if self.settings.is_local_lite and lite_dir_locked(Path(uri)):
                     raise StoreBusyError(
                         f"Milvus Lite data dir {uri} is in use by another process (one process per data dir); "
-                        "stop it, or serve the store with `facesearch store serve` and set milvus.uri to its http:// address"
+                        "wait for it, or share one store between processes: `facesearch store start` runs a local "
+                        "Milvus server, then set milvus.uri to the URI it prints"
                     ) from exc
                 if attempt == attempts or self.settings.is_local_lite:
                     raise StoreUnavailableError(f"cannot reach Milvus at {self.settings.uri}: {_first_line(exc)}") from exc
