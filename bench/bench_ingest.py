@@ -200,6 +200,8 @@ def run(out: Path) -> dict[str, Any]:
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(doc, indent=2))
+    for exported in (Path(torch.hub.get_dir()).parent / "checkpoints" / "facesearch-onnx").glob(f"{weights.stem}-*.onnx"):
+        exported.unlink()  # the throwaway weights' ONNX export (94 MB) is not worth caching
     return doc
 
 

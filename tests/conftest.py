@@ -16,6 +16,19 @@ TEST_OUTPUT = ROOT / "test-output"
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def isolated_torch_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Weights caches and ONNX exports made by tests stay out of the user's ~/.cache/torch."""
+    home = tmp_path_factory.mktemp("torch_home")
+    previous = os.environ.get("TORCH_HOME")
+    os.environ["TORCH_HOME"] = str(home)
+    yield home
+    if previous is None:
+        os.environ.pop("TORCH_HOME", None)
+    else:
+        os.environ["TORCH_HOME"] = previous
+
+
 @pytest.fixture(scope="session")
 def samples() -> Path:
     assert SAMPLES.is_dir(), f"sample faces missing at {SAMPLES}"
