@@ -93,13 +93,22 @@ def _healthy(metrics_port: int) -> bool:
 
 
 def _alive(pid: int) -> bool:
+    """Running (not a zombie). Reaps the process if it is our own exited child."""
+    try:
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    except ChildProcessError:
+        pass  # not our child: the usual case for a server started by an earlier command
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 class LocalMilvusServer:
@@ -188,7 +197,11 @@ class LocalMilvusServer:
             while _alive(state.pid) and time.monotonic() < deadline:
                 time.sleep(0.2)
             if _alive(state.pid):
+                log.info("Milvus (pid %s) did not stop in %.0f s: killing it", state.pid, self.stop_timeout_s)
                 os.kill(state.pid, signal.SIGKILL)
+                deadline = time.monotonic() + 10
+                while _alive(state.pid) and time.monotonic() < deadline:
+                    time.sleep(0.1)
         self.state_file.unlink(missing_ok=True)
 
     def running(self) -> ServerState | None:
