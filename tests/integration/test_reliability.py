@@ -15,7 +15,7 @@ import pytest
 
 from facesearch.errors import StoreUnavailableError
 from facesearch.images import load_image
-from facesearch.indexer import index_jobs, plan_jobs
+from facesearch.indexer import CHUNK_IMAGES, index_jobs, plan_jobs
 from facesearch.promote import promote
 from facesearch.query import QueryService
 from facesearch.serving import ingest_collection
@@ -121,7 +121,7 @@ def test_index_killed_mid_run_then_rerun_equals_a_clean_run(tmp_path: Path, samp
     rerun = _cli_proc(milvus_target, "index", str(folder), "--identity-from-folder", "--json")
     out, err = rerun.communicate(timeout=600)
     assert rerun.returncode == 0, err[-2000:]
-    assert json.loads(out)["images_unchanged"] >= 3 * 8 - 1  # the chunks written before the kill were not redone
+    assert json.loads(out)["images_unchanged"] >= 3 * CHUNK_IMAGES - 1  # the chunks written before the kill were not redone
 
     if milvus_server is None:
         clean_target = {"uri": str(tmp_path / "clean" / "faces.db"), "db_name": ""}
