@@ -34,6 +34,7 @@ T = TypeVar("T")
 
 MAX_PATH_LEN = 4096
 MAX_PATHS_PER_IMAGE = 64
+LITE_COMFORTABLE_ROWS = 20_000  # past this, Milvus Lite searches pass ~15 ms (bench/results); a server stays flat
 SCALAR_FIELDS = ["image_path", "image_paths", "image_sha256", "image_phash", "face_index", "bbox", "det_prob", "identity", "encoder"]
 HIT_FIELDS = ["image_path", "image_paths", "image_sha256", "image_phash", "face_index", "bbox", "identity"]
 
@@ -389,6 +390,19 @@ class FaceStore:
         """Seal written rows into segments. Milvus Lite searches unflushed rows by brute force in Python
         (1.7 s per query at 100k rows, and an nq x N x d array per batch), so bulk writers flush when done."""
         self._client.flush(name)
+        if self.settings.is_local_lite:
+            self._advise_on_size(name)
+
+    def _advise_on_size(self, name: str) -> None:
+        """Milvus Lite's search cost grows with every stored row (bench: 7 ms at 10k, 57 ms at 100k)."""
+        rows = self.count(name)
+        if rows > LITE_COMFORTABLE_ROWS:
+            log.warning(
+                "%s holds %d faces in Milvus Lite, whose searches slow down linearly past ~%d rows "
+                "(57 ms at 100k); `facesearch store start` and FACESEARCH__MILVUS__URI=http://127.0.0.1:19530 "
+                "keep them at 3-4 ms (README: Performance)",
+                name, rows, LITE_COMFORTABLE_ROWS,
+            )
 
     @_retrying
     def ensure_loaded(self, name: str) -> None:

@@ -104,3 +104,19 @@ def test_second_process_gets_store_busy(settings, tmp_path):
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert "BUSY" in out.stdout and "in use by another process" in out.stdout, out.stderr
     assert StoreBusyError.exit_code == 1
+
+
+@pytest.mark.lite_only
+def test_big_lite_collection_advises_a_server(store: FaceStore, monkeypatch, caplog):
+    import facesearch.store as store_module
+
+    store.ensure_collection("c5", 8, IndexSettings(nlist=4, nprobe=4))
+    store.upsert("c5", records(30))
+    monkeypatch.setattr(store_module, "LITE_COMFORTABLE_ROWS", 40)
+    with caplog.at_level("WARNING", logger="facesearch.store"):
+        store.flush("c5")
+    assert not caplog.records, "30 rows is under the advisory size"
+    monkeypatch.setattr(store_module, "LITE_COMFORTABLE_ROWS", 20)
+    with caplog.at_level("WARNING", logger="facesearch.store"):
+        store.flush("c5")
+    assert "holds 30 faces in Milvus Lite" in caplog.text and "facesearch store start" in caplog.text
