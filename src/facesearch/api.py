@@ -16,6 +16,7 @@ import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from importlib.resources import files
 from pathlib import Path, PurePath
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
@@ -25,7 +26,8 @@ import anyio
 import anyio.to_thread
 from fastapi import Depends, FastAPI, File, Form, Path as PathParam, Query, Request, Security, UploadFile
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.security import APIKeyHeader
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
@@ -60,6 +62,7 @@ UPLOAD_CHUNK = 64 * 1024
 MULTIPART_SLACK = 64 * 1024  # multipart boundaries, part headers and the small form fields around the file
 THUMB_DEFAULT, THUMB_MIN, THUMB_MAX = 256, 16, 1024
 THUMB_CACHE = "private, max-age=3600"
+DOCS_ASSETS = "/docs-assets"
 # Default of optional form/query parameters. They are typed ``float``/``int``, not ``X | None``: a form or
 # query string cannot carry null (absent means "use the default"), and ``X | None`` would document one.
 NOT_GIVEN: Any = None
@@ -583,6 +586,8 @@ def create_app(settings: Settings) -> FastAPI:
         version="0.1.0",
         summary="Which photos contain this face? Who is this? Which photos are duplicates?",
         lifespan=lifespan,
+        docs_url=None,  # served by _add_docs_routes from local assets: FastAPI's default loads them from a CDN
+        redoc_url=None,
     )
     app.state.settings = settings
     app.add_exception_handler(FaceSearchError, _facesearch_error)
@@ -593,6 +598,7 @@ def create_app(settings: Settings) -> FastAPI:
     guarded = [Depends(_api_key_dependency(settings.api.api_key))] if settings.api.api_key else []
     auth = (401,) if settings.api.api_key else ()
     _add_open_routes(app)
+    _add_docs_routes(app)
     _add_query_routes(app, settings.api, settings.search.k, guarded, auth)
     _add_store_routes(app, guarded, auth)
     return app
@@ -609,6 +615,36 @@ def _add_open_routes(app: FastAPI) -> None:
         return FileResponse(STATIC_DIR / "index.html", headers={**PAGE_HEADERS, "Cache-Control": "no-cache"})
 
     app.mount("/static", _StaticWithHeaders(directory=STATIC_DIR), name="static")
+
+
+def _add_docs_routes(app: FastAPI) -> None:
+    """Swagger UI at ``/docs`` and ReDoc at ``/redoc`` from the assets in the ``fastapi-offline`` wheel.
+
+    FastAPI's own pages load them from a CDN and stay blank offline.
+    """
+    assets = files("fastapi_offline") / "static"
+    app.mount(DOCS_ASSETS, StaticFiles(directory=str(assets)), name="docs-assets")
+    openapi_url = app.openapi_url or "/openapi.json"
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=openapi_url,
+            title=f"{app.title} API",
+            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_ASSETS}/favicon.png",
+        )
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc() -> HTMLResponse:
+        return get_redoc_html(
+            openapi_url=openapi_url,
+            title=f"{app.title} API",
+            redoc_js_url=f"{DOCS_ASSETS}/redoc.standalone.js",
+            redoc_favicon_url=f"{DOCS_ASSETS}/favicon.png",
+            with_google_fonts=False,
+        )
 
 
 class _StaticWithHeaders(StaticFiles):

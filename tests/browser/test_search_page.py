@@ -147,3 +147,15 @@ def test_errors_are_shown_on_the_page(page, base_url: str, tmp_path: Path, test_
     page.get_by_test_id("file-input").set_input_files(str(SAMPLES / "voc_groups" / "dogs.jpg"))
     page.get_by_test_id("error").filter(has_text="No face was found").wait_for()
     page.screenshot(path=str(test_output / "search_page_error.png"))
+
+
+def test_api_docs_render_offline(page, base_url: str, test_output: Path):
+    """Swagger UI at /docs comes from the app itself (swagger-ui-bundle), not a CDN."""
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+    page.goto(base_url + "/docs")
+    page.locator(".opblock-summary-path", has_text="/search").first.wait_for()
+    assert page.locator(".opblock").count() >= 5
+    page.screenshot(path=str(test_output / "api_docs.png"))
+    outside = [url for url in requested if not url.startswith(base_url)]
+    assert outside == [], f"/docs fetched from outside the app: {outside}"

@@ -137,6 +137,11 @@ def test_page_and_openapi_are_served(client: TestClient):
     assert page.status_code == 200 and 'data-testid="file-input"' in page.text
     assert "script-src 'self'" in page.headers["content-security-policy"]
     assert client.get("/static/app.js", headers={"X-API-Key": ""}).status_code == 200
+    docs = client.get("/docs", headers={"X-API-Key": ""})
+    assert docs.status_code == 200 and "/docs-assets/swagger-ui-bundle.js" in docs.text and "cdn" not in docs.text.lower()
+    redoc = client.get("/redoc", headers={"X-API-Key": ""})
+    assert redoc.status_code == 200 and "/docs-assets/redoc.standalone.js" in redoc.text and "fonts.googleapis" not in redoc.text
+    assert client.get("/docs-assets/swagger-ui-bundle.js", headers={"X-API-Key": ""}).status_code == 200
     spec = client.get("/openapi.json", headers={"X-API-Key": ""}).json()
     assert {"/health", "/search", "/identify", "/duplicates", "/faces/{image_sha256}/thumbnail"} <= set(spec["paths"])
 
