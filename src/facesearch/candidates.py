@@ -77,7 +77,9 @@ def load_candidate(
     """Create a fresh candidate collection and upsert the dataset's faces into it."""
     records = candidate_records(manifest, settings, encoder_id, dim)
     name = candidate_name(store, encoder_id, dataset_version)
-    store.ensure_collection(name, dim, settings.index)
+    # the sweep rebuilds the index; until then keep nlist within what k-means can train on these rows
+    nlist = max(1, min(settings.index.nlist, len(records) // settings.sweep.min_points_per_list))
+    store.ensure_collection(name, dim, settings.index.model_copy(update={"nlist": nlist}))
     step = settings.milvus.insert_batch
     for i in range(0, len(records), step):
         store.upsert(name, records[i : i + step])
