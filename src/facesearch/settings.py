@@ -31,7 +31,7 @@ class EncoderSettings(_Section):
     # facenet: a local InceptionResnetV1 VGGFace2 state_dict; empty = facenet-pytorch's cache path.
     weights_path: Path | None = None
     allow_download: bool = True
-    device: str = "cpu"
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="auto = cuda when torch sees a GPU, else cpu")
     runtime: Literal["onnx", "torch"] = "onnx"  # facenet on CPU: onnxruntime runs the same weights ~2x faster
     batch_size: int = Field(32, ge=1, le=1024)
     num_threads: int = Field(0, ge=0, description="torch intra-op threads; 0 = torch's default")

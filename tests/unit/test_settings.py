@@ -87,3 +87,18 @@ def test_fingerprint_changes_with_settings():
     assert base.fingerprint() != other.fingerprint()
     moved = load_settings(overrides={"milvus": {"uri": "http://elsewhere:19530"}, "api": {"port": 9000}, "logging": {"level": "DEBUG"}})
     assert moved.fingerprint() == base.fingerprint()  # where it runs does not change what it builds
+
+
+def test_encoder_device_is_validated_and_resolved():
+    import torch
+
+    from facesearch.encoders import resolve_device
+
+    with pytest.raises(ConfigError, match="encoder.device"):
+        load_settings(overrides=parse_overrides(["encoder.device=gpu0"]))
+    assert load_settings(overrides=parse_overrides(["encoder.device=cuda:1"])).encoder.device == "cuda:1"
+    assert resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert resolve_device("cpu") == "cpu"
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="torch sees 0 CUDA device"):
+            resolve_device("cuda")

@@ -24,6 +24,24 @@ def backend_for(encoder_id: str) -> str:
     raise ConfigError(f"unknown encoder id {encoder_id!r}; known: {', '.join(BACKEND_ENCODER_IDS.values())}")
 
 
+def resolve_device(requested: str) -> str:
+    """``auto`` -> ``cuda`` when torch sees a GPU, else ``cpu``; a GPU asked for but absent is a ConfigError."""
+    import torch
+
+    if requested == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        log.info("encoder.device auto: %s", device)
+        return device
+    if requested.startswith("cuda"):
+        index = int(requested.partition(":")[2] or 0)
+        if not torch.cuda.is_available() or index >= torch.cuda.device_count():
+            raise ConfigError(
+                f"encoder.device: {requested!r} but torch sees {torch.cuda.device_count()} CUDA device(s); "
+                "use encoder.device=cpu or auto"
+            )
+    return requested
+
+
 def build_encoder(settings: Settings, backend: str | None = None) -> FaceEncoder:
     """Load the encoder named by ``backend`` (default ``settings.encoder.backend``)."""
     import torch
@@ -33,12 +51,13 @@ def build_encoder(settings: Settings, backend: str | None = None) -> FaceEncoder
     if settings.encoder.num_threads:
         torch.set_num_threads(settings.encoder.num_threads)
     backend = backend or settings.encoder.backend
-    detector = FaceDetector(settings.detection, settings.encoder.device)
+    encoder_settings = settings.encoder.model_copy(update={"device": resolve_device(settings.encoder.device)})
+    detector = FaceDetector(settings.detection, encoder_settings.device)
     if backend in ("facenet", "auto"):
         from facesearch.encoders.facenet import FacenetEncoder
 
         try:
-            encoder: FaceEncoder = FacenetEncoder(detector, settings.encoder)
+            encoder: FaceEncoder = FacenetEncoder(detector, encoder_settings)
             log.info("encoder: %s (weights %s)", encoder.encoder_id, encoder.weights)  # type: ignore[attr-defined]
             return encoder
         except WeightsMissingError as exc:
