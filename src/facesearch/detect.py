@@ -47,6 +47,7 @@ class FaceDetector:
         self._mtcnn = MTCNN(
             keep_all=True,
             min_face_size=settings.min_face_size,
+            factor=settings.pyramid_factor,
             thresholds=list(settings.thresholds),
             device=device,
             post_process=False,
