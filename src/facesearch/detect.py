@@ -11,13 +11,16 @@ import logging
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from facesearch.settings import DetectionSettings
 
 log = logging.getLogger(__name__)
 
 BBox = tuple[float, float, float, float]
+PAD_FRACTION = 0.25  # of the longest side, on every side, for the retry on a photo with no face found
+PAD_GREY = (128, 128, 128)
+CLOSE_UP_MIN_SIDE = 0.3  # the retry keeps only faces at least this fraction of the photo's shorter side
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,24 @@ class FaceDetector:
         )
 
     def detect(self, image: Image.Image) -> list[Detection]:
+        """Faces in ``image`` (original pixels), left to right.
+
+        MTCNN misses faces that fill the frame (a close-up cropped to the face): its image pyramid has no
+        level small enough. A photo with no face found is tried once more with a grey border around it,
+        keeping only faces big enough to be such a close-up (a small "face" found so is a false positive).
+        """
+        detections = self._detect(image)
+        if detections or not self.settings.retry_padded:
+            return detections
+        pad = max(1, round(max(image.size) * PAD_FRACTION))
+        padded = self._detect(ImageOps.expand(image.convert("RGB"), border=pad, fill=PAD_GREY))
+        min_side = CLOSE_UP_MIN_SIDE * min(image.size)
+        close_ups = [d for d in padded if min(d.bbox[2] - d.bbox[0], d.bbox[3] - d.bbox[1]) >= min_side]
+        if close_ups:
+            log.debug("found %d close-up face(s) only with a %d px border", len(close_ups), pad)
+        return [_shift(d, -pad, image.size) for d in close_ups]
+
+    def _detect(self, image: Image.Image) -> list[Detection]:
         small, scale = downscale_for_detection(image, self.settings.max_side)
         boxes, probs, points = self._mtcnn.detect(small, landmarks=True)
         if boxes is None or len(boxes) == 0:
@@ -75,6 +96,16 @@ class FaceDetector:
             for i in keep
         ]
         return sorted(detections, key=lambda d: (round(d.bbox[0]), round(d.bbox[1])))
+
+
+def _shift(detection: Detection, offset: float, size: tuple[int, int]) -> Detection:
+    """Move a detection found on a padded copy back into the original image (box clipped to it)."""
+    x1, y1, x2, y2 = (v + offset for v in detection.bbox)
+    return Detection(
+        bbox=_clip_box(np.array([x1, y1, x2, y2]), *size),
+        det_prob=detection.det_prob,
+        landmarks=tuple((x + offset, y + offset) for x, y in detection.landmarks),
+    )
 
 
 def _clip_box(box: np.ndarray, width: int, height: int) -> BBox:

@@ -40,7 +40,8 @@ class EncoderSettings(_Section):
 class DetectionSettings(_Section):
     min_face_size: int = Field(20, ge=8)
     thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)
-    pyramid_factor: float = Field(0.55, gt=0.1, lt=1.0, description="MTCNN scale step between pyramid levels")
+    pyramid_factor: float = Field(0.709, gt=0.1, lt=1.0, description="MTCNN scale step between pyramid levels")
+    retry_padded: bool = Field(True, description="no face found: detect once more on a copy with a border (close-ups)")
     min_det_prob: float = Field(0.90, ge=0.0, le=1.0)
     max_side: int = Field(1024, ge=160, description="images are downscaled to this longest side before detection")
     max_faces_per_image: int = Field(64, ge=1)
