@@ -21,6 +21,7 @@ from facesearch.indexer import face_id
 from facesearch.registry import CollectionRegistry, RegistryEntry
 from facesearch.settings import Settings
 from facesearch.store import FaceRecord, FaceStore
+from facesearch.sweep import trainable_nlist
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +79,7 @@ def load_candidate(
     records = candidate_records(manifest, settings, encoder_id, dim)
     name = candidate_name(store, encoder_id, dataset_version)
     # the sweep rebuilds the index; until then keep nlist within what k-means can train on these rows
-    nlist = max(1, min(settings.index.nlist, len(records) // settings.sweep.min_points_per_list))
+    nlist = min(settings.index.nlist, trainable_nlist(len(records), settings.sweep))
     store.ensure_collection(name, dim, settings.index.model_copy(update={"nlist": nlist}))
     step = settings.milvus.insert_batch
     for i in range(0, len(records), step):

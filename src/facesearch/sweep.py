@@ -56,6 +56,11 @@ def _pow2_floor(x: float) -> int:
     return 1 << max(0, int(math.floor(math.log2(max(x, 1)))))
 
 
+def trainable_nlist(n_vectors: int, settings: SweepSettings) -> int:
+    """The largest nlist IVF k-means can train on ``n_vectors`` rows (``min_points_per_list`` each)."""
+    return max(1, n_vectors // settings.min_points_per_list)
+
+
 def derive_nlist_grid(n_vectors: int, settings: SweepSettings) -> list[int]:
     """Powers of two around 4*sqrt(N) (/4 ... x4), capped so IVF k-means has points to train on."""
     if settings.nlist_grid:
@@ -63,7 +68,7 @@ def derive_nlist_grid(n_vectors: int, settings: SweepSettings) -> list[int]:
     else:
         centre = _pow2_floor(4 * math.sqrt(max(n_vectors, 1)))
         grid = [max(1, centre // 4), max(1, centre // 2), centre, centre * 2, centre * 4]
-    cap = min(settings.max_nlist, max(1, n_vectors // settings.min_points_per_list))
+    cap = min(settings.max_nlist, trainable_nlist(n_vectors, settings))
     capped = sorted({min(n, cap) for n in grid})
     if not settings.nlist_grid and len(capped) < 3:  # small collections: still compare three settings
         top = _pow2_floor(cap)
