@@ -124,11 +124,11 @@ def dlib_hog(paths: list[Path]) -> tuple[float, dict[str, list]]:
 
 def facesearch_index(paths: list[Path], backend: str, weights: Path, work: Path) -> tuple[float, dict[str, list]]:
     """FaceSearch's real index path (decode threads, detection, batched embedding, Milvus Lite upsert)."""
-    from facesearch.encoders import build_encoder
-    from facesearch.indexer import IndexJob, index_jobs
-    from facesearch.serving import ingest_collection
+    from facesearch.models.encoders import build_encoder
+    from facesearch.ingest.indexer import IndexJob, index_jobs
+    from facesearch.serve.serving import ingest_collection
     from facesearch.settings import load_settings
-    from facesearch.store import FaceStore
+    from facesearch.store.face_store import FaceStore
 
     settings = load_settings(
         overrides={"encoder": {"backend": backend, "weights_path": str(weights)}, "milvus": {"uri": str(work / f"{backend}.db")}}

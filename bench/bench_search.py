@@ -75,7 +75,7 @@ CAVEAT = (
 
 # -- small utilities --------------------------------------------------------------------------------
 def nlist_for(n: int) -> int:
-    """FaceSearch's sweep centre: the power of two at or below 4*sqrt(N) (facesearch.sweep.derive_nlist_grid)."""
+    """FaceSearch's sweep centre: the power of two at or below 4*sqrt(N) (facesearch.pipeline.sweep.derive_nlist_grid)."""
     return 1 << max(0, int(math.floor(math.log2(max(4 * math.sqrt(max(n, 1)), 1)))))
 
 
@@ -114,7 +114,7 @@ def exact_top_k(vectors: np.ndarray, queries: np.ndarray, k: int, chunk: int | N
 
 def face_records(vectors: np.ndarray, identity: np.ndarray, start: int, stop: int) -> list[Any]:
     """FaceRecords for rows start..stop (row number = id), scalar fields filled with dummy values."""
-    from facesearch.store import FaceRecord
+    from facesearch.store.face_store import FaceRecord
 
     return [
         FaceRecord(
@@ -288,7 +288,7 @@ class Worker:
     def run_milvus(self) -> None:
         from bench.procs import PeakSampler
         from facesearch.settings import IndexSettings, MilvusSettings
-        from facesearch.store import FaceStore
+        from facesearch.store.face_store import FaceStore
 
         spec, backend = self.spec, self.backend
         work = Path(spec["work_dir"]) / backend

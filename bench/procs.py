@@ -197,7 +197,7 @@ class StandaloneServer:
     """
 
     def __init__(self, base_dir: Path, stop_timeout_s: float = 5.0) -> None:
-        from facesearch.milvus_server import LocalMilvusServer
+        from facesearch.store.local_server import LocalMilvusServer
 
         self.base_dir = Path(base_dir)
         self._server = LocalMilvusServer(self.base_dir, start_timeout_s=180, stop_timeout_s=stop_timeout_s)

@@ -39,7 +39,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 
-# Measured with `python bench/vectors.py measure` (dlib-resnet-v1 via facesearch.encoders.build_encoder,
+# Measured with `python bench/vectors.py measure` (dlib-resnet-v1 via facesearch.models.encoders.build_encoder,
 # first face of each photo, 55 photos, all 1,485 pairs). The README's calibration quotes the same means.
 REAL_DLIB_STATS: dict[str, Any] = {
     "source": "dlib-resnet-v1 embeddings (facesearch build_encoder(settings, 'dlib')) of samples/faces/johns",
@@ -230,8 +230,8 @@ def fit(dim: int, target: dict[str, float] | None = None, seed: int = 0, ranks: 
 # -- measuring the real statistics ------------------------------------------------------------------
 def measure_real(photos_dir: Path = REPO / "samples" / "faces" / "johns") -> dict[str, Any]:
     sys.path.insert(0, str(REPO / "src"))
-    from facesearch.encoders import build_encoder
-    from facesearch.images import load_image
+    from facesearch.models.encoders import build_encoder
+    from facesearch.ingest.images import load_image
     from facesearch.settings import load_settings
 
     settings = load_settings()

@@ -1,1 +1,1 @@
-"""Prefect flows for FaceSearch. Thin: each task calls one function of ``facesearch.pipeline``."""
+"""Prefect flows for FaceSearch. Thin: each task calls one function of ``facesearch.pipeline.steps``."""

@@ -13,7 +13,7 @@ import pandas as pd
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from facesearch import pipeline
+from facesearch.pipeline import steps as pipeline
 from facesearch.settings import Settings
 from flows.common import flow_settings
 
@@ -36,10 +36,10 @@ def gate(report: Any, settings: Settings, version: pipeline.DatasetVersion) -> N
     create_markdown_artifact(key=f"validation-{report.suite.replace('_', '-')}", markdown=report.to_markdown(),
                              description=f"great-expectations {report.suite} suite, dataset {version.short}")
     if not report.success:
-        from facesearch.tracking import log_failed_validation
+        from facesearch.pipeline.tracking import log_failed_validation
 
         log_failed_validation(settings.tracking, report, {"dataset_version": version.md5})
-        from facesearch.validate import require
+        from facesearch.pipeline.validate import require
 
         require(report)
 

@@ -7,7 +7,7 @@ from typing import Any
 from prefect import flow, task
 from prefect.artifacts import create_table_artifact
 
-from facesearch.query import search_image
+from facesearch.serve.query import search_image
 from facesearch.settings import Settings
 from flows.common import flow_settings
 

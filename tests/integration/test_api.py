@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from typer.testing import CliRunner
 
-from facesearch.api import check_bind_allowed, create_app, is_loopback_host
+from facesearch.serve.api.app import check_bind_allowed, create_app, is_loopback_host
 from facesearch.errors import ConfigError
 from facesearch.settings import Settings
 from tests.conftest import make_settings
@@ -55,9 +55,9 @@ def build_photo_dir(root: Path, johns: Path, samples: Path) -> tuple[Path, dict[
 
 def index_into(settings: Settings, people: list[Path], others: list[Path]) -> None:
     """Index ``people/<Name>/*.jpg`` enrolled as <Name>, and ``others`` (files or folders) unlabelled."""
-    from facesearch.indexer import index_jobs, plan_jobs
-    from facesearch.serving import encoder_for_store, ingest_collection
-    from facesearch.store import FaceStore
+    from facesearch.ingest.indexer import index_jobs, plan_jobs
+    from facesearch.serve.serving import encoder_for_store, ingest_collection
+    from facesearch.store.face_store import FaceStore
 
     with FaceStore(settings.milvus) as store:
         encoder = encoder_for_store(store, settings)
@@ -209,7 +209,7 @@ def test_thumbnails(client: TestClient, indexed: Indexed):
 
 
 def test_thumbnail_of_a_deleted_file_is_404(client: TestClient, indexed: Indexed):
-    from facesearch.images import load_image
+    from facesearch.ingest.images import load_image
 
     sha = load_image(indexed.gone, indexed.settings.images).sha256
     assert client.get(f"/faces/{sha}/thumbnail").status_code == 200
@@ -272,7 +272,7 @@ def test_unexpected_errors_are_500_without_details(empty_client: TestClient, cap
     async def boom() -> None:
         raise RuntimeError("secret internals /etc/shadow")
 
-    with caplog.at_level("ERROR", logger="facesearch.api"):
+    with caplog.at_level("ERROR", logger="facesearch.serve.api.app"):
         response = empty_client.get("/boom")
     assert response.status_code == 500 and response.json()["error"] == "internal_error"
     assert "secret" not in response.text and "Traceback" not in response.text
@@ -315,7 +315,7 @@ def test_loopback_rule():
 
 
 def test_serve_refuses_public_bind_without_key(tmp_path: Path):
-    from facesearch.cli import app
+    from facesearch.cli.app import app
 
     args = ["--set", f"milvus.uri={tmp_path / 'm' / 'faces.db'}", "serve", "--host", "0.0.0.0", "--port", "8765"]
     result = CliRunner().invoke(app, args, catch_exceptions=False)
@@ -325,7 +325,7 @@ def test_serve_refuses_public_bind_without_key(tmp_path: Path):
 # -- promotion while serving --------------------------------------------------------------------------
 def test_searches_survive_alias_moves(client: TestClient, indexed: Indexed):
     """A thread flips the alias between two collections while searches run: no 5xx, always answers."""
-    from facesearch.store import FaceStore
+    from facesearch.store.face_store import FaceStore
 
     settings, alias = indexed.settings, indexed.settings.milvus.alias
     with FaceStore(settings.milvus) as store:

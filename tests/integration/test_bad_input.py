@@ -92,7 +92,7 @@ def test_mixed_folder_indexes_every_good_photo_and_names_every_bad_one(tmp_path:
     sets = [a for o in [*target_overrides(milvus_target), "encoder.backend=dlib", "index.nlist=16"] for a in ("--set", o)]
     # A real process, so peak memory (ru_maxrss) is this run's alone.
     code = (
-        "import resource, sys\nfrom facesearch.cli import app\n"
+        "import resource, sys\nfrom facesearch.cli.app import app\n"
         "try:\n    app(sys.argv[1:])\nexcept SystemExit as e:\n    code = e.code\n"
         "print('MAXRSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\nsys.exit(code)\n"
     )
@@ -114,7 +114,7 @@ def test_mixed_folder_indexes_every_good_photo_and_names_every_bad_one(tmp_path:
     assert peak_mb < 4000
 
     from facesearch.settings import load_settings, parse_overrides
-    from facesearch.store import FaceStore
+    from facesearch.store.face_store import FaceStore
 
     settings = load_settings(overrides=parse_overrides(target_overrides(milvus_target)))
     with FaceStore(settings.milvus) as store:
@@ -140,7 +140,7 @@ def test_mixed_folder_indexes_every_good_photo_and_names_every_bad_one(tmp_path:
 
 
 def test_walking_never_follows_directory_loops(tmp_path: Path):
-    from facesearch.images import iter_image_files
+    from facesearch.ingest.images import iter_image_files
     from facesearch.settings import ImageSettings
 
     (tmp_path / "a").mkdir()
@@ -152,7 +152,7 @@ def test_walking_never_follows_directory_loops(tmp_path: Path):
 
 def test_image_modes_decode_to_the_same_picture(samples: Path):
     """CMYK, 16-bit, palette and RGBA encodings of one photo decode to (nearly) the same RGB pixels."""
-    from facesearch.images import decode_image
+    from facesearch.ingest.images import decode_image
     from facesearch.settings import ImageSettings
 
     face = samples / "johns" / "John_Simm" / "000288_00470387.jpg"

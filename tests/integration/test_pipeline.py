@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from facesearch.settings import load_settings, parse_overrides
-from facesearch.store import FaceStore
+from facesearch.store.face_store import FaceStore
 
 pytestmark = pytest.mark.integration
 
@@ -136,7 +136,7 @@ def test_reindex_end_to_end_then_incremental_then_rollback(tmp_path: Path, sampl
     from tests.clihelpers import CliResult  # noqa: F401  (shape of results)
     from typer.testing import CliRunner
 
-    from facesearch.cli import app
+    from facesearch.cli.app import app
 
     args = [a for o in ov for a in ("--set", o)]
     rolled = CliRunner().invoke(app, [*args, "promote", "--rollback", "--json"], catch_exceptions=False)
@@ -155,7 +155,7 @@ def test_reindex_end_to_end_then_incremental_then_rollback(tmp_path: Path, sampl
 
 def test_failed_validation_stops_before_the_alias_moves(tmp_path: Path, samples: Path, prefect_harness, milvus_target):
     from flows.reindex import reindex_flow
-    from facesearch.validate import ValidationFailedError
+    from facesearch.pipeline.validate import ValidationFailedError
 
     project = make_project(tmp_path, samples, people=1, per_person=4)
     ov = overrides_for(project, milvus_target)
@@ -182,7 +182,7 @@ def test_nan_embeddings_fail_the_embeddings_suite(tmp_path: Path, samples: Path,
     """Corrupt the embedding cache with a NaN vector: the embeddings suite must refuse it."""
     import pyarrow.parquet as pq
 
-    from facesearch import pipeline
+    from facesearch.pipeline import steps as pipeline
 
     project = make_project(tmp_path, samples, people=1, per_person=3)
     settings = load_settings(overrides=parse_overrides(overrides_for(project, milvus_target)))
@@ -202,7 +202,7 @@ def test_dvc_repro_runs_the_stages_and_leaves_status_clean(tmp_path: Path, sampl
     project = make_project(tmp_path, samples, people=1, per_person=5)
     env_overrides = overrides_for(project, milvus_target)
     settings = load_settings(overrides=parse_overrides(env_overrides))
-    from facesearch.versioning import version_dataset
+    from facesearch.pipeline.versioning import version_dataset
 
     version_dataset(settings)  # data.dvc, DVC repo and remote, as `facesearch reindex` leaves them
     import os

@@ -14,14 +14,14 @@ from pathlib import Path
 import pytest
 
 from facesearch.errors import StoreUnavailableError
-from facesearch.images import load_image
-from facesearch.indexer import CHUNK_IMAGES, index_jobs, plan_jobs
-from facesearch.promote import promote
-from facesearch.query import QueryService
-from facesearch.serving import ingest_collection
+from facesearch.ingest.images import load_image
+from facesearch.ingest.indexer import CHUNK_IMAGES, index_jobs, plan_jobs
+from facesearch.pipeline.promote import promote
+from facesearch.serve.query import QueryService
+from facesearch.serve.serving import ingest_collection
 from facesearch.settings import load_settings, parse_overrides
-from facesearch.store import FaceRecord, FaceStore
-from facesearch.sweep import Trial
+from facesearch.store.face_store import FaceRecord, FaceStore
+from facesearch.pipeline.sweep import Trial
 from tests.conftest import target_overrides
 
 pytestmark = pytest.mark.integration
@@ -77,7 +77,7 @@ def test_searches_never_fail_while_promotion_moves_the_alias(settings, store, jo
 def _cli_proc(target: dict[str, str], *args: str) -> subprocess.Popen:
     sets = [a for o in [*target_overrides(target), "encoder.backend=dlib", "index.nlist=16"] for a in ("--set", o)]
     return subprocess.Popen(
-        [sys.executable, "-m", "facesearch.cli", "-v", *sets, *args],
+        [sys.executable, "-m", "facesearch.cli.app", "-v", *sets, *args],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "COLUMNS": "200"},
     )
 
@@ -149,7 +149,7 @@ def test_unreachable_milvus_is_a_clear_error_after_bounded_retries():
 @pytest.mark.milvus_server
 def test_server_stopped_mid_index_then_restarted_loses_nothing(tmp_path: Path, samples: Path):
     """A Milvus of our own for this test: stop it while a CLI index run writes, restart, re-run."""
-    from facesearch.milvus_server import LocalMilvusServer
+    from facesearch.store.local_server import LocalMilvusServer
 
     base = tmp_path / "server"
     server = LocalMilvusServer(base, stop_timeout_s=5).start()
@@ -183,7 +183,7 @@ def test_reindex_killed_mid_sweep_leaves_the_alias_on_a_complete_collection(tmp_
     env = {**os.environ, "COLUMNS": "200", "PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
 
     def reindex(verbose: bool = False) -> subprocess.Popen:
-        args = [sys.executable, "-m", "facesearch.cli", *(["-v"] if verbose else []), *sets, "reindex", "--json"]
+        args = [sys.executable, "-m", "facesearch.cli.app", *(["-v"] if verbose else []), *sets, "reindex", "--json"]
         # its own session, so a kill takes the flow's temporary Prefect server down with it
         return subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
 

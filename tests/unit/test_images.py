@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from facesearch.errors import ImageError
-from facesearch.images import SkippedFile, decode_image, iter_image_files, load_image, to_rgb
+from facesearch.ingest.images import SkippedFile, decode_image, iter_image_files, load_image, to_rgb
 from facesearch.settings import ImageSettings
 from tests.imagefactory import exif_rotated_jpeg, jpeg_bytes, png_bomb_bytes, sixteen_bit_png, truncated_jpeg
 

@@ -92,7 +92,7 @@ def test_fingerprint_changes_with_settings():
 def test_encoder_device_is_validated_and_resolved():
     import torch
 
-    from facesearch.encoders import resolve_device
+    from facesearch.models.encoders import resolve_device
 
     with pytest.raises(ConfigError, match="encoder.device"):
         load_settings(overrides=parse_overrides(["encoder.device=gpu0"]))

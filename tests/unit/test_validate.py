@@ -9,7 +9,7 @@ import pytest
 
 from facesearch.errors import FaceSearchError
 from facesearch.settings import load_settings
-from facesearch.validate import (
+from facesearch.pipeline.validate import (
     ValidationFailedError,
     ValidationReport,
     require,
@@ -43,7 +43,7 @@ def unreadable_row(i: int) -> dict:
 
 
 def manifest(rows: list[dict], nullable_ints: bool = True) -> pd.DataFrame:
-    """Like facesearch.dataset's manifest: nullable Int64 sizes (pd.NA when unreadable)."""
+    """Like facesearch.ingest.dataset's manifest: nullable Int64 sizes (pd.NA when unreadable)."""
     df = pd.DataFrame(rows)
     return df.astype({"width": "Int64", "height": "Int64"}) if nullable_ints else df
 

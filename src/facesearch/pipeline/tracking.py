@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from facesearch.settings import TrackingSettings
-from facesearch.sweep import SweepResult, Trial
+from facesearch.pipeline.sweep import SweepResult, Trial
 
 log = logging.getLogger(__name__)
 

@@ -11,14 +11,14 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from facesearch.encoders import FaceEncoder
-from facesearch.identify import identify_faces, identify_json, identity_threshold
-from facesearch.images import LoadedImage, load_image
-from facesearch.promote import serving_nprobe
-from facesearch.search import query_faces, search_faces, search_json
-from facesearch.serving import encoder_for_store, serving_collection
+from facesearch.models.encoders import FaceEncoder
+from facesearch.serve.identify import identify_faces, identify_json, identity_threshold
+from facesearch.ingest.images import LoadedImage, load_image
+from facesearch.pipeline.promote import serving_nprobe
+from facesearch.serve.search import query_faces, search_faces, search_json
+from facesearch.serve.serving import encoder_for_store, serving_collection
 from facesearch.settings import Settings
-from facesearch.store import FaceStore
+from facesearch.store.face_store import FaceStore
 
 
 class QueryService:

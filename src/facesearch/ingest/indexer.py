@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from facesearch.detect import Detection
-from facesearch.encoders import FaceEncoder
+from facesearch.models.detectors.mtcnn import Detection
+from facesearch.models.encoders import FaceEncoder
 from facesearch.errors import ImageError
-from facesearch.images import LoadedImage, SkippedFile, iter_image_files, load_image
+from facesearch.ingest.images import LoadedImage, SkippedFile, iter_image_files, load_image
 from facesearch.settings import Settings
-from facesearch.store import FaceRecord, FaceStore
+from facesearch.store.face_store import FaceRecord, FaceStore
 
 log = logging.getLogger(__name__)
 

@@ -15,18 +15,18 @@ from typing import Any
 
 import pandas as pd
 
-from facesearch.candidates import Candidate, load_candidate
-from facesearch.dataset import build_manifest
-from facesearch.embedcache import EmbedReport, embed_dataset, embedding_quality_frames
-from facesearch.encoders import ENCODER_DIMS, build_encoder
-from facesearch.promote import Promotion, promote
-from facesearch.registry import CollectionRegistry
+from facesearch.pipeline.candidates import Candidate, load_candidate
+from facesearch.ingest.dataset import build_manifest
+from facesearch.ingest.embedcache import EmbedReport, embed_dataset, embedding_quality_frames
+from facesearch.models.encoders import ENCODER_DIMS, build_encoder
+from facesearch.pipeline.promote import Promotion, promote
+from facesearch.store.registry import CollectionRegistry
 from facesearch.settings import Settings
-from facesearch.store import FaceStore
-from facesearch.sweep import SweepResult, choose_trial, run_sweep
-from facesearch.tracking import SweepRuns, log_sweep
-from facesearch.validate import ValidationReport, validate_embeddings, validate_manifest
-from facesearch.versioning import DatasetVersion, version_dataset
+from facesearch.store.face_store import FaceStore
+from facesearch.pipeline.sweep import SweepResult, choose_trial, run_sweep
+from facesearch.pipeline.tracking import SweepRuns, log_sweep
+from facesearch.pipeline.validate import ValidationReport, validate_embeddings, validate_manifest
+from facesearch.pipeline.versioning import DatasetVersion, version_dataset
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +130,7 @@ def sweep_candidate(settings: Settings, candidate: Candidate, extra_artifacts: l
 
 def promote_best(settings: Settings, collection: str, result: SweepResult, runs: SweepRuns) -> Promotion:
     """Choose by the promotion rule, build it on the candidate, move the alias, tag MLflow."""
-    from facesearch.tracking import tag_promoted
+    from facesearch.pipeline.tracking import tag_promoted
 
     best, reason = choose_trial(result.trials, settings.promotion.min_recall)
     with FaceStore(settings.milvus) as store:

@@ -23,7 +23,7 @@ from facesearch.errors import FaceSearchError
 from facesearch.logging_setup import configure_logging
 from facesearch.settings import Settings, load_settings, parse_overrides
 
-log = logging.getLogger("facesearch.cli")
+log = logging.getLogger("facesearch.cli.app")
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="FaceSearch: find faces in photo folders with Milvus.")
 stdout = Console()
@@ -115,9 +115,9 @@ def index(
     """Detect, embed and store every face under PATHS. Bad files are reported and skipped."""
 
     def body(settings: Settings) -> None:
-        from facesearch import indexer
-        from facesearch.serving import encoder_for_store, ingest_collection
-        from facesearch.store import FaceStore
+        from facesearch.ingest import indexer
+        from facesearch.serve.serving import encoder_for_store, ingest_collection
+        from facesearch.store.face_store import FaceStore
 
         jobs, skipped = indexer.plan_jobs(paths, settings, identity_from_folder, identity)
         with FaceStore(settings.milvus) as store:
@@ -157,7 +157,7 @@ def search(
     """Which photos contain the faces in IMAGE? Top-k stored faces per query face."""
 
     def body(settings: Settings) -> None:
-        from facesearch.query import search_image
+        from facesearch.serve.query import search_image
 
         emit(search_image(settings, image, k), as_json, _render_search)
 
@@ -182,7 +182,7 @@ def identify(
     """Who is this? The identity of the nearest enrolled face within the threshold, else unknown."""
 
     def body(settings: Settings) -> None:
-        from facesearch.query import identify_image
+        from facesearch.serve.query import identify_image
 
         emit(identify_image(settings, image, threshold), as_json, _render_identify)
 
@@ -206,8 +206,8 @@ def duplicates(
     """Which photos are near-duplicates (resized, recompressed, lightly cropped copies)?"""
 
     def body(settings: Settings) -> None:
-        from facesearch.duplicates import duplicates_json, find_duplicates
-        from facesearch.store import FaceStore
+        from facesearch.serve.duplicates import duplicates_json, find_duplicates
+        from facesearch.store.face_store import FaceStore
 
         with FaceStore(settings.milvus) as store:
             collection = store.resolve(settings.milvus.alias)
@@ -251,9 +251,9 @@ def delete(
     """Delete faces by photo path or by identity."""
 
     def body(settings: Settings) -> None:
-        from facesearch.admin import delete_identity, delete_image
+        from facesearch.serve.admin import delete_identity, delete_image
         from facesearch.errors import BadInputError
-        from facesearch.store import FaceStore
+        from facesearch.store.face_store import FaceStore
 
         if (image is None) == (identity is None):
             raise BadInputError("give exactly one of --image PATH or --identity NAME")
@@ -270,8 +270,8 @@ def stats(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """Faces, images, encoder and the index in force (as Milvus reports it)."""
 
     def body(settings: Settings) -> None:
-        from facesearch.admin import collection_stats
-        from facesearch.store import FaceStore
+        from facesearch.serve.admin import collection_stats
+        from facesearch.store.face_store import FaceStore
 
         with FaceStore(settings.milvus) as store:
             doc = collection_stats(store, store.resolve(settings.milvus.alias))
@@ -289,11 +289,11 @@ def calibrate(
     """Suggest identify.thresholds.<encoder> from labelled photos (balanced-accuracy optimum)."""
 
     def body(settings: Settings) -> None:
-        from facesearch.calibrate import calibrate_threshold
-        from facesearch.encoders import build_encoder
+        from facesearch.serve.calibrate import calibrate_threshold
+        from facesearch.models.encoders import build_encoder
         from facesearch.errors import BadInputError
-        from facesearch.images import load_image
-        from facesearch.indexer import plan_jobs
+        from facesearch.ingest.images import load_image
+        from facesearch.ingest.indexer import plan_jobs
 
         jobs, _ = plan_jobs([folder], settings, identity_from_folder=True)
         encoder = build_encoder(settings)
@@ -325,7 +325,7 @@ def serve(
     """Serve the HTTP API and the search page (uvicorn, one worker; OpenAPI at /docs)."""
 
     def body(settings: Settings) -> None:
-        from facesearch.api import serve as serve_api
+        from facesearch.serve.api.app import serve as serve_api
 
         serve_api(settings, host=host, port=port)
 
@@ -348,8 +348,8 @@ def validate(ctx: typer.Context, as_json: JsonOpt = False, out: OutOpt = None) -
     """Validate the dataset folder (paths.images_dir) with the great-expectations manifest suite."""
 
     def body(settings: Settings) -> None:
-        from facesearch import pipeline
-        from facesearch.validate import require
+        from facesearch.pipeline import steps as pipeline
+        from facesearch.pipeline.validate import require
 
         with progress_bar("reading images", None) as advance:
             manifest = pipeline.build_manifest(settings, advance)
@@ -365,8 +365,8 @@ def embed(ctx: typer.Context, as_json: JsonOpt = False, out: OutOpt = None) -> N
     """Embed new images of the dataset into the cache (paths.embeddings_dir), then validate the embeddings."""
 
     def body(settings: Settings) -> None:
-        from facesearch import pipeline
-        from facesearch.validate import require
+        from facesearch.pipeline import steps as pipeline
+        from facesearch.pipeline.validate import require
 
         manifest = pipeline.build_manifest(settings)
         with progress_bar("embedding", int(manifest["readable"].sum())) as advance:
@@ -383,9 +383,9 @@ def sweep(ctx: typer.Context, as_json: JsonOpt = False, out: OutOpt = None) -> N
     """Load the dataset's cached embeddings into a new candidate collection and sweep nlist x nprobe (MLflow)."""
 
     def body(settings: Settings) -> None:
-        from facesearch import pipeline
-        from facesearch.encoders import build_encoder
-        from facesearch.versioning import recorded_version
+        from facesearch.pipeline import steps as pipeline
+        from facesearch.models.encoders import build_encoder
+        from facesearch.pipeline.versioning import recorded_version
 
         version = recorded_version(settings)
         manifest = pipeline.build_manifest(settings)
@@ -408,11 +408,11 @@ def promote(
     """Promote the best configuration of the latest sweep (or --rollback)."""
 
     def body(settings: Settings) -> None:
-        from facesearch import pipeline
+        from facesearch.pipeline import steps as pipeline
         from facesearch.errors import FaceSearchError
-        from facesearch.promote import rollback as do_rollback
-        from facesearch.store import FaceStore
-        from facesearch.tracking import client_for, latest_sweep_run, load_sweep, SweepRuns
+        from facesearch.pipeline.promote import rollback as do_rollback
+        from facesearch.store.face_store import FaceStore
+        from facesearch.pipeline.tracking import client_for, latest_sweep_run, load_sweep, SweepRuns
 
         if rollback:
             with FaceStore(settings.milvus) as store:
@@ -456,7 +456,7 @@ def demo(
     """Offline demo on the bundled samples: re-index flow (version, validate, embed, sweep, promote), identify, search."""
 
     def body(settings: Settings) -> None:
-        from facesearch.demo import run_demo
+        from facesearch.cli.demo import run_demo
 
         run_demo(settings, samples, stdout)
 
@@ -479,7 +479,7 @@ def store_start(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """Start (or find) the local Milvus 2.3.5 standalone in milvus.server_dir; it keeps running after this command."""
 
     def body(settings: Settings) -> None:
-        from facesearch.milvus_server import LocalMilvusServer
+        from facesearch.store.local_server import LocalMilvusServer
 
         state = LocalMilvusServer(Path(settings.milvus.server_dir)).ensure_running()
         emit(_store_doc(state, settings), as_json, lambda d: stdout.print(f"Milvus running at {d['uri']} (pid {d['pid']})\n{d['use']}"))
@@ -492,7 +492,7 @@ def store_status(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """Is the local Milvus standalone running, and where?"""
 
     def body(settings: Settings) -> None:
-        from facesearch.milvus_server import LocalMilvusServer
+        from facesearch.store.local_server import LocalMilvusServer
 
         doc = _store_doc(LocalMilvusServer(Path(settings.milvus.server_dir)).running(), settings)
         emit(doc, as_json, lambda d: stdout.print(f"running at {d['uri']} (pid {d['pid']})" if d["running"] else "not running"))
@@ -505,7 +505,7 @@ def store_stop(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """Stop the local Milvus standalone (its data stays in milvus.server_dir)."""
 
     def body(settings: Settings) -> None:
-        from facesearch.milvus_server import LocalMilvusServer
+        from facesearch.store.local_server import LocalMilvusServer
 
         server = LocalMilvusServer(Path(settings.milvus.server_dir))
         was = server.running()

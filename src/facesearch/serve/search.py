@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from facesearch.encoders import Face, FaceEncoder
+from facesearch.models.encoders import Face, FaceEncoder
 from facesearch.errors import NoFaceError
-from facesearch.images import LoadedImage
-from facesearch.store import FaceStore, Hit
+from facesearch.ingest.images import LoadedImage
+from facesearch.store.face_store import FaceStore, Hit
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image
 
-from facesearch.detect import Detection, FaceDetector
-from facesearch.encoders.base import FaceEncoder
+from facesearch.models.detectors.mtcnn import Detection, FaceDetector
+from facesearch.models.encoders.base import FaceEncoder
 
 CHIP_SIZE = 150  # the size dlib's descriptor network was trained on
 CHIP_PADDING = 0.25

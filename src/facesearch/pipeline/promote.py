@@ -14,10 +14,10 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from facesearch.errors import FaceSearchError
-from facesearch.registry import CollectionRegistry, RegistryEntry
+from facesearch.store.registry import CollectionRegistry, RegistryEntry
 from facesearch.settings import Settings
-from facesearch.store import FaceStore
-from facesearch.sweep import Trial
+from facesearch.store.face_store import FaceStore
+from facesearch.pipeline.sweep import Trial
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from facesearch.detect import Detection, FaceDetector
-from facesearch.encoders.base import FaceEncoder
+from facesearch.models.detectors.mtcnn import Detection, FaceDetector
+from facesearch.models.encoders.base import FaceEncoder
 from facesearch.errors import FaceSearchError, WeightsMissingError
 from facesearch.settings import EncoderSettings
 

@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from facesearch.errors import ImageError
-from facesearch.fingerprint import image_phash
+from facesearch.ingest.fingerprint import image_phash
 from facesearch.settings import ImageSettings
 
 log = logging.getLogger(__name__)

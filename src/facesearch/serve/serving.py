@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import logging
 
-from facesearch.encoders import FaceEncoder, backend_for, build_encoder
+from facesearch.models.encoders import FaceEncoder, backend_for, build_encoder
 from facesearch.errors import EncoderMismatchError
 from facesearch.settings import Settings
-from facesearch.store import FaceStore
+from facesearch.store.face_store import FaceStore
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""HTTP API and the search page: FastAPI over :class:`~facesearch.query.QueryService`.
+"""HTTP API and the search page: FastAPI over :class:`~facesearch.serve.query.QueryService`.
 
 ``facesearch serve`` runs :func:`create_app` under uvicorn (one worker). The JSON documents are the
 ones the CLI prints with ``--json``. Models and the Milvus client are loaded once, in the lifespan;
@@ -47,9 +47,9 @@ from facesearch.errors import (
 from facesearch.settings import ApiSettings, ImageSettings, Settings
 
 if TYPE_CHECKING:
-    from facesearch.images import LoadedImage
-    from facesearch.query import QueryService
-    from facesearch.store import FaceStore
+    from facesearch.ingest.images import LoadedImage
+    from facesearch.serve.query import QueryService
+    from facesearch.store.face_store import FaceStore
 
 log = logging.getLogger(__name__)
 
@@ -294,7 +294,7 @@ class Services:
 
     def get(self) -> "QueryService":
         """The open :class:`QueryService` (StoreUnavailableError/StoreBusyError if Milvus cannot be reached)."""
-        from facesearch.query import QueryService
+        from facesearch.serve.query import QueryService
 
         with self._lock:
             if self._service is None:
@@ -409,7 +409,7 @@ def upload_image_settings(settings: Settings) -> ImageSettings:
 
 def _decode_upload(data: bytes, settings: Settings, label: str) -> "LoadedImage":
     """Pillow sniffs the format from the bytes; the pixel count is checked from the header first."""
-    from facesearch.images import decode_image
+    from facesearch.ingest.images import decode_image
 
     try:
         return decode_image(data, upload_image_settings(settings), Path(label))
@@ -447,7 +447,7 @@ def duplicate_params(settings: Settings, encoder_id: str, threshold: float | Non
 
 
 def duplicates_doc(store: "FaceStore", settings: Settings, threshold: float | None) -> dict[str, Any]:
-    from facesearch.duplicates import duplicates_json, find_duplicates
+    from facesearch.serve.duplicates import duplicates_json, find_duplicates
 
     collection = store.resolve(settings.milvus.alias)
     p = duplicate_params(settings, store.encoder_of(collection) or "", threshold)
@@ -500,7 +500,7 @@ def etag_matches(header: str | None, etag: str) -> bool:
 
 def thumbnail_jpeg(services: Services, req: ThumbRequest) -> bytes:
     """The stored photo with its face boxes, or one face's crop; the file path comes from Milvus only."""
-    from facesearch.store import quote
+    from facesearch.store.face_store import quote
 
     settings = services.settings
     store = services.get().store
@@ -521,7 +521,7 @@ def thumbnail_jpeg(services: Services, req: ThumbRequest) -> bytes:
 
 def _load_indexed(rows: list[dict[str, Any]], sha256: str, settings: Settings) -> Any:
     """The first path recorded for these bytes that still holds them."""
-    from facesearch.images import load_image
+    from facesearch.ingest.images import load_image
 
     paths = dict.fromkeys([*(p for r in rows for p in (r.get("image_paths") or [])), rows[0]["image_path"]])
     for path in paths:
@@ -696,7 +696,7 @@ def _add_store_routes(app: FastAPI, guarded: list[Any], auth: tuple[int, ...]) -
     @app.get("/stats", response_model=StatsResult, responses=_responses(*auth, 404, 500, 503), dependencies=guarded, tags=["store"])
     async def stats(request: Request) -> dict[str, Any]:
         """Counts, encoder and the index in force behind the serving alias (as ``facesearch stats``)."""
-        from facesearch.admin import collection_stats
+        from facesearch.serve.admin import collection_stats
 
         services = _services(request)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from facesearch.encoders.base import Face, FaceEncoder, l2_normalise
+from facesearch.models.encoders.base import Face, FaceEncoder, l2_normalise
 from facesearch.errors import ConfigError, WeightsMissingError
 from facesearch.settings import Settings
 
@@ -46,7 +46,7 @@ def build_encoder(settings: Settings, backend: str | None = None) -> FaceEncoder
     """Load the encoder named by ``backend`` (default ``settings.encoder.backend``)."""
     import torch
 
-    from facesearch.detect import FaceDetector
+    from facesearch.models.detectors.mtcnn import FaceDetector
 
     if settings.encoder.num_threads:
         torch.set_num_threads(settings.encoder.num_threads)
@@ -54,7 +54,7 @@ def build_encoder(settings: Settings, backend: str | None = None) -> FaceEncoder
     encoder_settings = settings.encoder.model_copy(update={"device": resolve_device(settings.encoder.device)})
     detector = FaceDetector(settings.detection, encoder_settings.device)
     if backend in ("facenet", "auto"):
-        from facesearch.encoders.facenet import FacenetEncoder
+        from facesearch.models.encoders.facenet import FacenetEncoder
 
         try:
             encoder: FaceEncoder = FacenetEncoder(detector, encoder_settings)
@@ -66,7 +66,7 @@ def build_encoder(settings: Settings, backend: str | None = None) -> FaceEncoder
             log.warning("encoder: falling back to dlib-resnet-v1 because %s", exc)
     elif backend != "dlib":
         raise ConfigError(f"encoder.backend: unknown backend {backend!r} (auto, facenet, dlib)")
-    from facesearch.encoders.dlib_resnet import DlibResNetEncoder
+    from facesearch.models.encoders.dlib_resnet import DlibResNetEncoder
 
     encoder = DlibResNetEncoder(detector, settings.encoder.batch_size)
     log.info("encoder: %s (%s)", encoder.encoder_id, encoder.describe)

@@ -6,15 +6,21 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 from PIL import Image
 
-from facesearch.detect import BBox, Detection, FaceDetector
-from facesearch.images import LoadedImage
+from facesearch.models.detectors.mtcnn import BBox, Detection, FaceDetector
 
 log = logging.getLogger(__name__)
+
+
+class ScaledImage(Protocol):
+    """A decoded photo (``ingest.images.LoadedImage``): pixels, and their size relative to the original."""
+
+    image: Image.Image
+    scale: float
 
 
 @dataclass(frozen=True)
@@ -55,7 +61,7 @@ class FaceEncoder(ABC):
         detections = [self.detector.detect(image) for image in images]
         return self.encode_detections(images, detections, scales)
 
-    def encode_loaded(self, images: Sequence[LoadedImage]) -> list[list[Face]]:
+    def encode_loaded(self, images: Sequence[ScaledImage]) -> list[list[Face]]:
         """:meth:`encode` for decoded photos, boxes in the photos' own pixels."""
         return self.encode([i.image for i in images], [i.scale for i in images])
 

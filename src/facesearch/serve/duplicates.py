@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from facesearch.fingerprint import hamming
-from facesearch.store import FaceStore
+from facesearch.ingest.fingerprint import hamming
+from facesearch.store.face_store import FaceStore
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from facesearch.indexer import canonical_path
-from facesearch.store import FaceRecord, FaceStore, quote
+from facesearch.ingest.indexer import canonical_path
+from facesearch.store.face_store import FaceRecord, FaceStore, quote
 
 
 def delete_image(store: FaceStore, collection: str, path: Path | str) -> dict[str, int]:

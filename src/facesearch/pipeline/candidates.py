@@ -15,13 +15,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from facesearch.dataset import readable_images
-from facesearch.embedcache import EmbeddingCache
-from facesearch.indexer import face_id
-from facesearch.registry import CollectionRegistry, RegistryEntry
+from facesearch.ingest.dataset import readable_images
+from facesearch.ingest.embedcache import EmbeddingCache
+from facesearch.ingest.indexer import face_id
+from facesearch.store.registry import CollectionRegistry, RegistryEntry
 from facesearch.settings import Settings
-from facesearch.store import FaceRecord, FaceStore
-from facesearch.sweep import trainable_nlist
+from facesearch.store.face_store import FaceRecord, FaceStore
+from facesearch.pipeline.sweep import trainable_nlist
 
 log = logging.getLogger(__name__)
 

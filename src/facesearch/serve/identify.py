@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from facesearch.encoders import Face
+from facesearch.models.encoders import Face
 from facesearch.errors import ConfigError
-from facesearch.search import bbox_json, search_faces
+from facesearch.serve.search import bbox_json, search_faces
 from facesearch.settings import Settings
-from facesearch.store import FaceStore, quote
+from facesearch.store.face_store import FaceStore, quote
 
 
 @dataclass(frozen=True)

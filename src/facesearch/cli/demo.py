@@ -19,10 +19,10 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from facesearch.admin import collection_stats
+from facesearch.serve.admin import collection_stats
 from facesearch.errors import BadInputError
-from facesearch.images import load_image
-from facesearch.query import QueryService
+from facesearch.ingest.images import load_image
+from facesearch.serve.query import QueryService
 from facesearch.settings import Settings
 
 log = logging.getLogger(__name__)

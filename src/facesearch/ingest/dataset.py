@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from facesearch.errors import ImageError
-from facesearch.images import SkippedFile, iter_image_files, load_image
+from facesearch.ingest.images import SkippedFile, iter_image_files, load_image
 from facesearch.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -1,0 +1,1 @@
+"""Inference models behind a lazy-loading base: face detectors and face encoders, built by name."""

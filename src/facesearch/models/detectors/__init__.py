@@ -1,0 +1,1 @@
+"""Face detectors: an image in, face boxes with five landmarks out (original pixels, left to right)."""
