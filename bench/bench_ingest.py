@@ -128,7 +128,7 @@ def facesearch_index(paths: list[Path], backend: str, weights: Path, work: Path)
     from facesearch.ingest.indexer import IndexJob, index_jobs
     from facesearch.serve.serving import ingest_collection
     from facesearch.settings import load_settings
-    from facesearch.store.face_store import FaceStore
+    from facesearch.store import FaceStore
 
     settings = load_settings(
         overrides={"encoder": {"backend": backend, "weights_path": str(weights)}, "milvus": {"uri": str(work / f"{backend}.db")}}

@@ -114,7 +114,7 @@ def exact_top_k(vectors: np.ndarray, queries: np.ndarray, k: int, chunk: int | N
 
 def face_records(vectors: np.ndarray, identity: np.ndarray, start: int, stop: int) -> list[Any]:
     """FaceRecords for rows start..stop (row number = id), scalar fields filled with dummy values."""
-    from facesearch.store.face_store import FaceRecord
+    from facesearch.store import FaceRecord
 
     return [
         FaceRecord(
@@ -288,7 +288,7 @@ class Worker:
     def run_milvus(self) -> None:
         from bench.procs import PeakSampler
         from facesearch.settings import IndexSettings, MilvusSettings
-        from facesearch.store.face_store import FaceStore
+        from facesearch.store import FaceStore
 
         spec, backend = self.spec, self.backend
         work = Path(spec["work_dir"]) / backend

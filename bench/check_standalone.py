@@ -37,7 +37,7 @@ def segments(store: Any, name: str) -> Any:
 
 def run_checks(uri: str, n: int = 3000, dim: int = 128) -> list[dict[str, Any]]:
     from facesearch.settings import IndexSettings, MilvusSettings
-    from facesearch.store.face_store import FaceRecord, FaceStore
+    from facesearch.store import FaceRecord, FaceStore
 
     results: list[dict[str, Any]] = []
 

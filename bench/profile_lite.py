@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from bench.vectors import FaceLikeVectors, fit
     from facesearch.settings import IndexSettings, MilvusSettings
-    from facesearch.store.face_store import FaceStore
+    from facesearch.store import FaceStore
 
     report = fit(args.dim, seed=args.seed)
     ds = FaceLikeVectors(report.params).dataset(args.size, n_queries=max(args.calls, 200))

@@ -128,7 +128,7 @@ def dlib_encoder():
 
 @pytest.fixture
 def store(settings) -> Iterator["FaceStore"]:  # noqa: F821
-    from facesearch.store.face_store import FaceStore
+    from facesearch.store import FaceStore
 
     with FaceStore(settings.milvus) as s:
         yield s

@@ -57,7 +57,7 @@ def index_into(settings: Settings, people: list[Path], others: list[Path]) -> No
     """Index ``people/<Name>/*.jpg`` enrolled as <Name>, and ``others`` (files or folders) unlabelled."""
     from facesearch.ingest.indexer import index_jobs, plan_jobs
     from facesearch.serve.serving import encoder_for_store, ingest_collection
-    from facesearch.store.face_store import FaceStore
+    from facesearch.store import FaceStore
 
     with FaceStore(settings.milvus) as store:
         encoder = encoder_for_store(store, settings)
@@ -325,7 +325,7 @@ def test_serve_refuses_public_bind_without_key(tmp_path: Path):
 # -- promotion while serving --------------------------------------------------------------------------
 def test_searches_survive_alias_moves(client: TestClient, indexed: Indexed):
     """A thread flips the alias between two collections while searches run: no 5xx, always answers."""
-    from facesearch.store.face_store import FaceStore
+    from facesearch.store import FaceStore
 
     settings, alias = indexed.settings, indexed.settings.milvus.alias
     with FaceStore(settings.milvus) as store:

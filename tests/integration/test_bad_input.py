@@ -114,7 +114,7 @@ def test_mixed_folder_indexes_every_good_photo_and_names_every_bad_one(tmp_path:
     assert peak_mb < 4000
 
     from facesearch.settings import load_settings, parse_overrides
-    from facesearch.store.face_store import FaceStore
+    from facesearch.store import FaceStore
 
     settings = load_settings(overrides=parse_overrides(target_overrides(milvus_target)))
     with FaceStore(settings.milvus) as store:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from facesearch.settings import load_settings, parse_overrides
-from facesearch.store.face_store import FaceStore
+from facesearch.store import FaceStore
 
 pytestmark = pytest.mark.integration
 

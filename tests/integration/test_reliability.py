@@ -20,7 +20,7 @@ from facesearch.pipeline.promote import promote
 from facesearch.serve.query import QueryService
 from facesearch.serve.serving import ingest_collection
 from facesearch.settings import load_settings, parse_overrides
-from facesearch.store.face_store import FaceRecord, FaceStore
+from facesearch.store import FaceRecord, FaceStore
 from facesearch.pipeline.sweep import Trial
 from tests.conftest import target_overrides
 

@@ -9,7 +9,7 @@ import pytest
 
 from facesearch.errors import CollectionNotFoundError, IndexParamsNotHonouredError, StoreBusyError
 from facesearch.settings import IndexSettings
-from facesearch.store.face_store import FaceRecord, FaceStore, parse_index_description
+from facesearch.store import FaceRecord, FaceStore, parse_index_description
 
 pytestmark = pytest.mark.integration
 
@@ -94,7 +94,7 @@ def test_second_process_gets_store_busy(settings, tmp_path):
         code = textwrap.dedent(
             f"""
             from facesearch.settings import load_settings
-            from facesearch.store.face_store import FaceStore
+            from facesearch.store import FaceStore
             from facesearch.errors import StoreBusyError
             s = load_settings(overrides={{"milvus": {{"uri": {settings.milvus.uri!r}, "retries": 0}}}})
             try:
@@ -110,16 +110,16 @@ def test_second_process_gets_store_busy(settings, tmp_path):
 
 @pytest.mark.lite_only
 def test_big_lite_collection_advises_a_server(store: FaceStore, monkeypatch, caplog):
-    import facesearch.store.face_store as store_module
+    import facesearch.store.collections as store_module
 
     store.ensure_collection("c5", 8, IndexSettings(nlist=4, nprobe=4))
     store.upsert("c5", records(30))
     monkeypatch.setattr(store_module, "LITE_COMFORTABLE_ROWS", 40)
     caplog.clear()
-    with caplog.at_level("WARNING", logger="facesearch.store.face_store"):
+    with caplog.at_level("WARNING", logger="facesearch.store.collections"):
         store.flush("c5")
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING], "30 rows is under the advisory size"
     monkeypatch.setattr(store_module, "LITE_COMFORTABLE_ROWS", 20)
-    with caplog.at_level("WARNING", logger="facesearch.store.face_store"):
+    with caplog.at_level("WARNING", logger="facesearch.store.collections"):
         store.flush("c5")
     assert "holds 30 faces in Milvus Lite" in caplog.text and "facesearch store start" in caplog.text

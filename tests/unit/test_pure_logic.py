@@ -10,7 +10,7 @@ from facesearch.serve.calibrate import calibrate_threshold
 from facesearch.serve.duplicates import _CopyRule, _group, _Photo, same_layout
 from facesearch.ingest.fingerprint import hamming, image_phash
 from facesearch.ingest.indexer import face_id
-from facesearch.store.face_store import parse_index_description
+from facesearch.store import parse_index_description
 
 
 def test_face_id_is_deterministic_positive_int64_and_distinct():

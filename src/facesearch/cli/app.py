@@ -117,7 +117,7 @@ def index(
     def body(settings: Settings) -> None:
         from facesearch.ingest import indexer
         from facesearch.serve.serving import encoder_for_store, ingest_collection
-        from facesearch.store.face_store import FaceStore
+        from facesearch.store import FaceStore
 
         jobs, skipped = indexer.plan_jobs(paths, settings, identity_from_folder, identity)
         with FaceStore(settings.milvus) as store:
@@ -207,7 +207,7 @@ def duplicates(
 
     def body(settings: Settings) -> None:
         from facesearch.serve.duplicates import duplicates_json, find_duplicates
-        from facesearch.store.face_store import FaceStore
+        from facesearch.store import FaceStore
 
         with FaceStore(settings.milvus) as store:
             collection = store.resolve(settings.milvus.alias)
@@ -253,7 +253,7 @@ def delete(
     def body(settings: Settings) -> None:
         from facesearch.serve.admin import delete_identity, delete_image
         from facesearch.errors import BadInputError
-        from facesearch.store.face_store import FaceStore
+        from facesearch.store import FaceStore
 
         if (image is None) == (identity is None):
             raise BadInputError("give exactly one of --image PATH or --identity NAME")
@@ -271,7 +271,7 @@ def stats(ctx: typer.Context, as_json: JsonOpt = False) -> None:
 
     def body(settings: Settings) -> None:
         from facesearch.serve.admin import collection_stats
-        from facesearch.store.face_store import FaceStore
+        from facesearch.store import FaceStore
 
         with FaceStore(settings.milvus) as store:
             doc = collection_stats(store, store.resolve(settings.milvus.alias))
@@ -411,7 +411,7 @@ def promote(
         from facesearch.pipeline import steps as pipeline
         from facesearch.errors import FaceSearchError
         from facesearch.pipeline.promote import rollback as do_rollback
-        from facesearch.store.face_store import FaceStore
+        from facesearch.store import FaceStore
         from facesearch.pipeline.tracking import client_for, latest_sweep_run, load_sweep, SweepRuns
 
         if rollback:

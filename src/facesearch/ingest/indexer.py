@@ -20,7 +20,7 @@ from facesearch.models.encoders import FaceEncoder
 from facesearch.errors import ImageError
 from facesearch.ingest.images import LoadedImage, SkippedFile, iter_image_files, load_image
 from facesearch.settings import Settings
-from facesearch.store.face_store import FaceRecord, FaceStore
+from facesearch.store import FaceRecord, FaceStore
 
 log = logging.getLogger(__name__)
 

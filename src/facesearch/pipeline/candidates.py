@@ -20,7 +20,7 @@ from facesearch.ingest.embedcache import EmbeddingCache
 from facesearch.ingest.indexer import face_id
 from facesearch.store.registry import CollectionRegistry, RegistryEntry
 from facesearch.settings import Settings
-from facesearch.store.face_store import FaceRecord, FaceStore
+from facesearch.store import FaceRecord, FaceStore
 from facesearch.pipeline.sweep import trainable_nlist
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ from typing import Any
 from facesearch.errors import FaceSearchError
 from facesearch.store.registry import CollectionRegistry, RegistryEntry
 from facesearch.settings import Settings
-from facesearch.store.face_store import FaceStore
+from facesearch.store import FaceStore
 from facesearch.pipeline.sweep import Trial
 
 log = logging.getLogger(__name__)

@@ -22,7 +22,7 @@ from facesearch.models.encoders import ENCODER_DIMS, build_encoder
 from facesearch.pipeline.promote import Promotion, promote
 from facesearch.store.registry import CollectionRegistry
 from facesearch.settings import Settings
-from facesearch.store.face_store import FaceStore
+from facesearch.store import FaceStore
 from facesearch.pipeline.sweep import SweepResult, choose_trial, run_sweep
 from facesearch.pipeline.tracking import SweepRuns, log_sweep
 from facesearch.pipeline.validate import ValidationReport, validate_embeddings, validate_manifest

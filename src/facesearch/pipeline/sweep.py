@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from facesearch.settings import Settings, SweepSettings
-from facesearch.store.face_store import FaceStore
+from facesearch.store import FaceStore
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from facesearch.ingest.indexer import canonical_path
-from facesearch.store.face_store import FaceRecord, FaceStore, quote
+from facesearch.store import FaceRecord, FaceStore, quote
 
 
 def delete_image(store: FaceStore, collection: str, path: Path | str) -> dict[str, int]:

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from facesearch.ingest.fingerprint import hamming
-from facesearch.store.face_store import FaceStore
+from facesearch.store import FaceStore
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from facesearch.models.encoders import Face
 from facesearch.errors import ConfigError
 from facesearch.serve.search import bbox_json, search_faces
 from facesearch.settings import Settings
-from facesearch.store.face_store import FaceStore, quote
+from facesearch.store import FaceStore, quote
 
 
 @dataclass(frozen=True)

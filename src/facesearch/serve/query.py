@@ -18,7 +18,7 @@ from facesearch.pipeline.promote import serving_nprobe
 from facesearch.serve.search import query_faces, search_faces, search_json
 from facesearch.serve.serving import encoder_for_store, serving_collection
 from facesearch.settings import Settings
-from facesearch.store.face_store import FaceStore
+from facesearch.store import FaceStore
 
 
 class QueryService:

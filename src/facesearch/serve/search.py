@@ -8,7 +8,7 @@ from typing import Any
 from facesearch.models.encoders import Face, FaceEncoder
 from facesearch.errors import NoFaceError
 from facesearch.ingest.images import LoadedImage
-from facesearch.store.face_store import FaceStore, Hit
+from facesearch.store import FaceStore, Hit
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import logging
 from facesearch.models.encoders import FaceEncoder, backend_for, build_encoder
 from facesearch.errors import EncoderMismatchError
 from facesearch.settings import Settings
-from facesearch.store.face_store import FaceStore
+from facesearch.store import FaceStore
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ import time
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from facesearch.store.face_store import FaceStore, quote
+from facesearch.store import FaceStore, quote
 
 STATUSES = ("candidate", "serving", "previous", "retired")
 

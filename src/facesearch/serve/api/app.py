@@ -49,7 +49,7 @@ from facesearch.settings import ApiSettings, ImageSettings, Settings
 if TYPE_CHECKING:
     from facesearch.ingest.images import LoadedImage
     from facesearch.serve.query import QueryService
-    from facesearch.store.face_store import FaceStore
+    from facesearch.store import FaceStore
 
 log = logging.getLogger(__name__)
 
@@ -500,7 +500,7 @@ def etag_matches(header: str | None, etag: str) -> bool:
 
 def thumbnail_jpeg(services: Services, req: ThumbRequest) -> bytes:
     """The stored photo with its face boxes, or one face's crop; the file path comes from Milvus only."""
-    from facesearch.store.face_store import quote
+    from facesearch.store import quote
 
     settings = services.settings
     store = services.get().store

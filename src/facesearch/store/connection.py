@@ -1,0 +1,147 @@
+"""The pymilvus client: connecting (Lite path or server URI), bounded retries of transient errors, error wrapping."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from facesearch.errors import CollectionNotFoundError, StoreBusyError, StoreError, StoreUnavailableError
+from facesearch.settings import MilvusSettings
+
+log = logging.getLogger(__name__)
+
+
+T = TypeVar("T")
+
+
+def is_transient(exc: Exception) -> bool:
+    text = str(exc).lower()
+    return any(s in text for s in ("unavailable", "deadline", "connection refused", "connect", "timeout", "timed out"))
+
+
+def retrying(method: Callable[..., T]) -> Callable[..., T]:
+    """Retry transient Milvus I/O errors with exponential backoff, bounded by ``milvus.retries``."""
+
+    @functools.wraps(method)
+    def wrapper(self: StoreConnection, *args: Any, **kwargs: Any) -> T:
+        attempts = self.settings.retries + 1
+        for attempt in range(1, attempts + 1):
+            try:
+                return method(self, *args, **kwargs)
+            except StoreError:
+                raise
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise self._wrap(exc, method.__name__) from exc
+                if attempt == attempts:
+                    raise StoreUnavailableError(
+                        f"Milvus at {self.settings.uri} failed {method.__name__} after {attempts} attempts: {exc}"
+                    ) from exc
+                delay = self.settings.retry_backoff_s * 2 ** (attempt - 1)
+                log.warning("Milvus %s failed (%s); retry %d/%d in %.1fs", method.__name__, exc, attempt, attempts - 1, delay)
+                time.sleep(delay)
+        raise AssertionError("unreachable")
+
+    return wrapper
+
+
+def quiet_pymilvus_logging() -> None:
+    """pymilvus logs a traceback for every failed RPC; we report errors ourselves.
+
+    Call after importing pymilvus: its import runs ``logging.config.dictConfig`` and resets levels.
+    """
+    for name in ("pymilvus", "pymilvus.milvus_client", "pymilvus.bulk_writer", "grpc._server"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
+def lite_dir_locked(data_dir: Path) -> bool:
+    """True when another process holds Milvus Lite's flock on ``data_dir/LOCK``."""
+    import fcntl
+
+    lock_file = data_dir / "LOCK"
+    if not lock_file.exists():
+        return False
+    fd = os.open(lock_file, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]
+
+
+class StoreConnection:
+    """One open ``MilvusClient`` for the given settings; the mixins of :class:`FaceStore` build on it."""
+
+
+    def __init__(self, settings: MilvusSettings) -> None:
+        self.settings = settings
+        self._loaded: set[str] = set()
+        self._client = self._connect()
+
+    # -- connection -------------------------------------------------------------------------
+    def _connect(self) -> Any:
+        from pymilvus import MilvusClient
+
+        quiet_pymilvus_logging()
+        uri = self.settings.uri
+        if self.settings.is_local_lite:
+            if not uri.endswith(".db"):
+                raise StoreError(f"milvus.uri {uri!r}: a Milvus Lite path must end in .db (or use http://host:port)")
+            Path(uri).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            uri = str(Path(uri).expanduser())
+        attempts = self.settings.retries + 1
+        for attempt in range(1, attempts + 1):
+            try:
+                client = MilvusClient(uri=uri, token=self.settings.token, db_name=self.settings.db_name, timeout=self.settings.timeout_s)
+                client.list_collections()
+                return client
+            except Exception as exc:
+                if self.settings.is_local_lite and lite_dir_locked(Path(uri)):
+                    raise StoreBusyError(
+                        f"Milvus Lite data dir {uri} is in use by another process (one process per data dir); "
+                        "wait for it, or share one store between processes: `facesearch store start` runs a local "
+                        "Milvus server, then set milvus.uri to the URI it prints"
+                    ) from exc
+                if attempt == attempts or self.settings.is_local_lite:
+                    raise StoreUnavailableError(f"cannot reach Milvus at {self.settings.uri}: {first_line(exc)}") from exc
+                delay = self.settings.retry_backoff_s * 2 ** (attempt - 1)
+                log.warning("cannot reach Milvus at %s (%s); retry %d/%d in %.1fs", uri, first_line(exc), attempt, attempts - 1, delay)
+                time.sleep(delay)
+        raise AssertionError("unreachable")
+
+    @property
+    def client(self) -> Any:
+        """The underlying ``MilvusClient`` (for the registry; prefer the methods here)."""
+        return self._client
+
+    def close(self) -> None:
+        try:
+            self._client.close()
+        except Exception as exc:  # closing a dead connection must not mask the real error
+            log.debug("ignoring error on close: %s", exc)
+
+    def __enter__(self) -> StoreConnection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _wrap(self, exc: Exception, operation: str) -> StoreError:
+        text = first_line(exc)
+        if "not exist" in text.lower() or "not found" in text.lower():
+            return CollectionNotFoundError(f"{operation}: {text}")
+        return StoreError(f"Milvus at {self.settings.uri} failed {operation}: {text}")

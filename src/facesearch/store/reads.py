@@ -1,0 +1,83 @@
+"""Reading faces: scalar queries, counts, batched iteration, and vector search."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from facesearch.store.connection import StoreConnection, retrying
+from facesearch.store.records import HIT_FIELDS, SCALAR_FIELDS, FaceRecord, Hit, hit_from_row, quote
+
+log = logging.getLogger(__name__)
+
+
+class ReadsMixin(StoreConnection):
+    """Face rows and nearest neighbours out."""
+
+    @retrying
+    def query(self, name: str, filter: str, fields: Sequence[str], limit: int | None = None) -> list[dict[str, Any]]:
+        self.ensure_loaded(name)
+        kwargs: dict[str, Any] = {"limit": limit} if limit else {}
+        return list(self._client.query(name, filter=filter, output_fields=list(fields), **kwargs))
+
+    def records(self, name: str, filter: str) -> list[FaceRecord]:
+        return [FaceRecord.from_row(r) for r in self.query(name, filter, ["id", *SCALAR_FIELDS, "embedding"])]
+
+    def records_for_images(self, name: str, sha256s: Sequence[str]) -> dict[str, list[FaceRecord]]:
+        """Existing rows grouped by image hash (for incremental indexing)."""
+        found: dict[str, list[FaceRecord]] = {}
+        for i in range(0, len(sha256s), 500):
+            chunk = sha256s[i : i + 500]
+            expr = f"image_sha256 in [{', '.join(quote(s) for s in chunk)}]"
+            for rec in self.records(name, expr):
+                found.setdefault(rec.image_sha256, []).append(rec)
+        return found
+
+    @retrying
+    def count(self, name: str, filter: str = "") -> int:
+        self.ensure_loaded(name)
+        rows = self._client.query(name, filter=filter, output_fields=["count(*)"])
+        return int(rows[0]["count(*)"]) if rows else 0
+
+    def iter_rows(self, name: str, fields: Sequence[str], batch_size: int = 1000, filter: str = "") -> Iterator[list[dict[str, Any]]]:
+        """Every row of a collection in batches (pymilvus query iterator)."""
+        self.ensure_loaded(name)
+        try:
+            iterator = self._client.query_iterator(name, batch_size=batch_size, filter=filter, output_fields=list(fields))
+        except Exception as exc:
+            raise self._wrap(exc, "query_iterator") from exc
+        try:
+            while batch := iterator.next():
+                yield batch
+        finally:
+            iterator.close()
+
+    # -- search -----------------------------------------------------------------------------
+    @retrying
+    def search(
+        self, name: str, vectors: np.ndarray, k: int, nprobe: int, filter: str = "", radius: float | None = None
+    ) -> list[list[Hit]]:
+        """Top-``k`` L2 neighbours for each query vector, nearest first (one Milvus call).
+
+        With ``radius``, only hits with L2 distance below it are returned (Milvus range search).
+        Distances are reported as true L2 (Milvus returns squared L2 for the L2 metric).
+        """
+        self.ensure_loaded(name)
+        if len(vectors) == 0:
+            return []
+        params: dict[str, Any] = {"metric_type": "L2", "params": {"nprobe": int(nprobe)}}
+        if radius is not None:
+            params["params"].update({"radius": float(radius) ** 2, "range_filter": 0.0})
+        result = self._client.search(
+            name,
+            data=np.asarray(vectors, dtype=np.float32).tolist(),
+            limit=int(k),
+            filter=filter,
+            search_params=params,
+            output_fields=HIT_FIELDS,
+            consistency_level=self.settings.search_consistency,
+        )
+        return [[hit_from_row(h) for h in hits] for hits in result]

@@ -1,0 +1,111 @@
+"""What a face row is in Milvus (FaceRecord), what a search returns (Hit), and filter literals."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+MAX_PATH_LEN = 4096
+
+
+MAX_PATHS_PER_IMAGE = 64
+
+
+SCALAR_FIELDS = ["image_path", "image_paths", "image_sha256", "image_phash", "face_index", "bbox", "det_prob", "identity", "encoder"]
+
+
+HIT_FIELDS = ["image_path", "image_paths", "image_sha256", "image_phash", "face_index", "bbox", "identity"]
+
+
+@dataclass(frozen=True)
+class FaceRecord:
+    """One face row. ``image_paths`` lists every path where these exact bytes were seen."""
+
+    id: int
+    image_path: str
+    image_paths: list[str]
+    image_sha256: str
+    image_phash: int
+    face_index: int
+    bbox: list[float]
+    det_prob: float
+    identity: str
+    encoder: str
+    embedding: np.ndarray
+
+    def to_row(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "image_path": self.image_path,
+            "image_paths": self.image_paths[:MAX_PATHS_PER_IMAGE],
+            "image_sha256": self.image_sha256,
+            "image_phash": int(self.image_phash),
+            "face_index": self.face_index,
+            "bbox": [float(v) for v in self.bbox],
+            "det_prob": float(self.det_prob),
+            "identity": self.identity,
+            "encoder": self.encoder,
+            "embedding": np.asarray(self.embedding, dtype=np.float32).tolist(),
+        }
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> FaceRecord:
+        return cls(
+            id=int(row["id"]),
+            image_path=row["image_path"],
+            image_paths=list(row["image_paths"]),
+            image_sha256=row["image_sha256"],
+            image_phash=int(row["image_phash"]),
+            face_index=int(row["face_index"]),
+            bbox=[float(v) for v in row["bbox"]],
+            det_prob=float(row["det_prob"]),
+            identity=row["identity"],
+            encoder=row["encoder"],
+            embedding=np.asarray(row["embedding"], dtype=np.float32),
+        )
+
+
+@dataclass(frozen=True)
+class Hit:
+    id: int
+    distance: float
+    image_path: str
+    image_sha256: str
+    face_index: int
+    bbox: list[float]
+    identity: str
+    image_phash: int = 0
+    image_paths: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class IndexInfo:
+    index_type: str
+    metric_type: str
+    nlist: int | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"type": self.index_type, "nlist": self.nlist, "metric": self.metric_type}
+
+
+def quote(value: str) -> str:
+    """A string literal for a Milvus boolean expression."""
+    return json.dumps(value, ensure_ascii=False)
+
+
+def hit_from_row(raw: dict[str, Any]) -> Hit:
+    entity = raw.get("entity", raw)
+    return Hit(
+        id=int(raw["id"]),
+        distance=float(np.sqrt(max(float(raw["distance"]), 0.0))),
+        image_path=entity["image_path"],
+        image_sha256=entity["image_sha256"],
+        face_index=int(entity["face_index"]),
+        bbox=[round(float(v), 1) for v in entity["bbox"]],
+        identity=entity["identity"],
+        image_phash=int(entity.get("image_phash") or 0),
+        image_paths=list(entity.get("image_paths") or []),
+    )
