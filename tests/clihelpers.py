@@ -8,7 +8,7 @@ from typing import Any
 
 from typer.testing import CliRunner
 
-from facesearch.cli.app import app
+from facesearch.cli import app
 
 
 @dataclass

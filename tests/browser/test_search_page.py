@@ -33,7 +33,7 @@ TIMEOUT_MS = 30_000
 @pytest.fixture(scope="module")
 def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Two enrolled people and a group photo, served with an API key by uvicorn on a free port."""
-    from facesearch.serve.api.app import create_app
+    from facesearch.serve.api import create_app
     from tests.integration.test_api import index_into, serving
 
     root = tmp_path_factory.mktemp("browser")

@@ -17,7 +17,8 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from typer.testing import CliRunner
 
-from facesearch.serve.api.app import check_bind_allowed, create_app, is_loopback_host
+from facesearch.serve.api import create_app
+from facesearch.serve.api.auth import check_bind_allowed, is_loopback_host
 from facesearch.errors import ConfigError
 from facesearch.settings import Settings
 from tests.conftest import make_settings
@@ -272,7 +273,7 @@ def test_unexpected_errors_are_500_without_details(empty_client: TestClient, cap
     async def boom() -> None:
         raise RuntimeError("secret internals /etc/shadow")
 
-    with caplog.at_level("ERROR", logger="facesearch.serve.api.app"):
+    with caplog.at_level("ERROR", logger="facesearch.serve.api"):
         response = empty_client.get("/boom")
     assert response.status_code == 500 and response.json()["error"] == "internal_error"
     assert "secret" not in response.text and "Traceback" not in response.text
@@ -315,7 +316,7 @@ def test_loopback_rule():
 
 
 def test_serve_refuses_public_bind_without_key(tmp_path: Path):
-    from facesearch.cli.app import app
+    from facesearch.cli import app
 
     args = ["--set", f"milvus.uri={tmp_path / 'm' / 'faces.db'}", "serve", "--host", "0.0.0.0", "--port", "8765"]
     result = CliRunner().invoke(app, args, catch_exceptions=False)

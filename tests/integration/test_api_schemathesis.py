@@ -12,7 +12,7 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis import GenerationMode
 
-from facesearch.serve.api.app import create_app
+from facesearch.serve.api import create_app
 from facesearch.settings import Settings
 from tests.conftest import SAMPLES, make_settings
 from tests.integration.test_api import index_into, serving

@@ -92,7 +92,7 @@ def test_mixed_folder_indexes_every_good_photo_and_names_every_bad_one(tmp_path:
     sets = [a for o in [*target_overrides(milvus_target), "encoder.backend=dlib", "index.nlist=16"] for a in ("--set", o)]
     # A real process, so peak memory (ru_maxrss) is this run's alone.
     code = (
-        "import resource, sys\nfrom facesearch.cli.app import app\n"
+        "import resource, sys\nfrom facesearch.cli import app\n"
         "try:\n    app(sys.argv[1:])\nexcept SystemExit as e:\n    code = e.code\n"
         "print('MAXRSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\nsys.exit(code)\n"
     )

@@ -136,7 +136,7 @@ def test_reindex_end_to_end_then_incremental_then_rollback(tmp_path: Path, sampl
     from tests.clihelpers import CliResult  # noqa: F401  (shape of results)
     from typer.testing import CliRunner
 
-    from facesearch.cli.app import app
+    from facesearch.cli import app
 
     args = [a for o in ov for a in ("--set", o)]
     rolled = CliRunner().invoke(app, [*args, "promote", "--rollback", "--json"], catch_exceptions=False)

@@ -77,7 +77,7 @@ def test_searches_never_fail_while_promotion_moves_the_alias(settings, store, jo
 def _cli_proc(target: dict[str, str], *args: str) -> subprocess.Popen:
     sets = [a for o in [*target_overrides(target), "encoder.backend=dlib", "index.nlist=16"] for a in ("--set", o)]
     return subprocess.Popen(
-        [sys.executable, "-m", "facesearch.cli.app", "-v", *sets, *args],
+        [sys.executable, "-m", "facesearch.cli", "-v", *sets, *args],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "COLUMNS": "200"},
     )
 
@@ -183,7 +183,7 @@ def test_reindex_killed_mid_sweep_leaves_the_alias_on_a_complete_collection(tmp_
     env = {**os.environ, "COLUMNS": "200", "PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
 
     def reindex(verbose: bool = False) -> subprocess.Popen:
-        args = [sys.executable, "-m", "facesearch.cli.app", *(["-v"] if verbose else []), *sets, "reindex", "--json"]
+        args = [sys.executable, "-m", "facesearch.cli", *(["-v"] if verbose else []), *sets, "reindex", "--json"]
         # its own session, so a kill takes the flow's temporary Prefect server down with it
         return subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
 

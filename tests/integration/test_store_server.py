@@ -34,14 +34,14 @@ def test_store_start_is_shared_by_concurrent_processes_and_stops(tmp_path: Path,
         sets = ["--set", f"milvus.uri={doc['uri']}", "--set", "encoder.backend=dlib", "--set", "index.nlist=16",
                 "--set", "milvus.search_consistency=Strong"]
         procs = [
-            subprocess.Popen([sys.executable, "-m", "facesearch.cli.app", *sets, "index", str(samples / "johns" / person), "--json"],
+            subprocess.Popen([sys.executable, "-m", "facesearch.cli", *sets, "index", str(samples / "johns" / person), "--json"],
                              cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             for person in ("John_Simm", "John_Salley", "John_Savage")
         ]
         outputs = [p.communicate(timeout=600) for p in procs]
         assert [p.returncode for p in procs] == [0, 0, 0], [o[1][-1500:] for o in outputs]
         faces = sum(json.loads(out)["faces_indexed"] for out, _ in outputs)
-        stats = subprocess.run([sys.executable, "-m", "facesearch.cli.app", *sets, "stats", "--json"],
+        stats = subprocess.run([sys.executable, "-m", "facesearch.cli", *sets, "stats", "--json"],
                                cwd=ROOT, capture_output=True, text=True, timeout=300)
         assert stats.returncode == 0, stats.stderr[-1500:]
         assert json.loads(stats.stdout)["faces"] == faces == 33

@@ -1,5 +1,23 @@
-"""The ``facesearch`` command line (typer): one module per command group, the app assembled here."""
+"""``facesearch`` command line (typer). Progress and logs go to stderr; ``--json`` puts one JSON document on stdout.
 
-from facesearch.cli.app import app, main
+Exit codes: 0 ok, 2 bad input (unreadable image, no face in the query, bad config), 1 anything else.
+One module per command group registers its commands on the shared app (``cli.common.app``); it is assembled here.
+"""
+
+from __future__ import annotations
+
+from facesearch.cli import ingest, query, pipeline  # noqa: F401, I001  (importing registers their commands, in help order)
+from facesearch.cli.common import app
+from facesearch.cli.store import store_app
+
+app.add_typer(store_app, name="store")
 
 __all__ = ["app", "main"]
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

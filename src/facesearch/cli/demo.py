@@ -19,9 +19,9 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from facesearch.serve.admin import collection_stats
 from facesearch.errors import BadInputError
 from facesearch.ingest.images import load_image
+from facesearch.serve.admin import collection_stats
 from facesearch.serve.query import QueryService
 from facesearch.settings import Settings
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from facesearch.models.encoders import Face
 from facesearch.errors import ConfigError
+from facesearch.models.encoders import Face
 from facesearch.serve.search import bbox_json, search_faces
 from facesearch.settings import Settings
 from facesearch.store import FaceStore, quote

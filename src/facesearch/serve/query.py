@@ -11,10 +11,10 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from facesearch.models.encoders import FaceEncoder
-from facesearch.serve.identify import identify_faces, identify_json, identity_threshold
 from facesearch.ingest.images import LoadedImage, load_image
+from facesearch.models.encoders import FaceEncoder
 from facesearch.pipeline.promote import serving_nprobe
+from facesearch.serve.identify import identify_faces, identify_json, identity_threshold
 from facesearch.serve.search import query_faces, search_faces, search_json
 from facesearch.serve.serving import encoder_for_store, serving_collection
 from facesearch.settings import Settings

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from facesearch.models.encoders import Face, FaceEncoder
 from facesearch.errors import NoFaceError
 from facesearch.ingest.images import LoadedImage
+from facesearch.models.encoders import Face, FaceEncoder
 from facesearch.store import FaceStore, Hit
 
 

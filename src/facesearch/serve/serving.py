@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import logging
 
-from facesearch.models.encoders import FaceEncoder, backend_for, build_encoder
 from facesearch.errors import EncoderMismatchError
+from facesearch.models.encoders import FaceEncoder, backend_for, build_encoder
 from facesearch.settings import Settings
 from facesearch.store import FaceStore
 

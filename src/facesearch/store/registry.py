@@ -12,7 +12,8 @@ import time
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from facesearch.store import FaceStore, quote
+from facesearch.store.face_store import FaceStore
+from facesearch.store.records import quote
 
 STATUSES = ("candidate", "serving", "previous", "retired")
 

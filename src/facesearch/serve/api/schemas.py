@@ -1,0 +1,77 @@
+"""Pydantic response models of the HTTP API (the JSON contract)."""
+
+from typing import Literal
+
+from pydantic import BaseModel
+
+
+# -- response documents (the CLI's --json shapes) ------------------------------------------------
+class ErrorBody(BaseModel):
+    error: str
+    detail: str
+
+
+class Health(BaseModel):
+    status: Literal["ok", "degraded"]
+    store_reachable: bool
+    milvus_uri: str
+    collection: str | None
+    faces: int | None
+    encoder: str | None
+
+
+class SearchHit(BaseModel):
+    image_path: str
+    face_index: int
+    bbox: list[float]
+    distance: float
+    identity: str | None
+    image_sha256: str
+
+
+class SearchFace(BaseModel):
+    bbox: list[float]
+    det_prob: float
+    hits: list[SearchHit]
+
+
+class SearchResult(BaseModel):
+    query: str
+    faces: list[SearchFace]
+
+
+class IdentifyFace(BaseModel):
+    bbox: list[float]
+    identity: str | None
+    distance: float | None
+
+
+class IdentifyResult(BaseModel):
+    query: str
+    threshold: float
+    faces: list[IdentifyFace]
+
+
+class DuplicateGroupDoc(BaseModel):
+    images: list[str]
+    max_distance: float
+
+
+class DuplicatesResult(BaseModel):
+    threshold: float
+    groups: list[DuplicateGroupDoc]
+
+
+class IndexDoc(BaseModel):
+    type: str
+    nlist: int | None
+    metric: str
+
+
+class StatsResult(BaseModel):
+    collection: str
+    faces: int
+    images: int
+    encoder: str | None
+    dim: int
+    index: IndexDoc
