@@ -124,8 +124,8 @@ def dlib_hog(paths: list[Path]) -> tuple[float, dict[str, list]]:
 
 def facesearch_index(paths: list[Path], backend: str, weights: Path, work: Path) -> tuple[float, dict[str, list]]:
     """FaceSearch's real index path (decode threads, detection, batched embedding, Milvus Lite upsert)."""
-    from facesearch.models.encoders import build_encoder
     from facesearch.ingest.indexer import IndexJob, index_jobs
+    from facesearch.models.encoders import build_encoder
     from facesearch.serve.serving import ingest_collection
     from facesearch.settings import load_settings
     from facesearch.store import FaceStore

@@ -230,8 +230,8 @@ def fit(dim: int, target: dict[str, float] | None = None, seed: int = 0, ranks: 
 # -- measuring the real statistics ------------------------------------------------------------------
 def measure_real(photos_dir: Path = REPO / "samples" / "faces" / "johns") -> dict[str, Any]:
     sys.path.insert(0, str(REPO / "src"))
-    from facesearch.models.encoders import build_encoder
     from facesearch.ingest.images import load_image
+    from facesearch.models.encoders import build_encoder
     from facesearch.settings import load_settings
 
     settings = load_settings()

@@ -17,9 +17,9 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from typer.testing import CliRunner
 
+from facesearch.errors import ConfigError
 from facesearch.serve.api import create_app
 from facesearch.serve.api.auth import check_bind_allowed, is_loopback_host
-from facesearch.errors import ConfigError
 from facesearch.settings import Settings
 from tests.conftest import make_settings
 from tests.imagefactory import png_bomb_bytes

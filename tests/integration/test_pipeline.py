@@ -133,10 +133,10 @@ def test_reindex_end_to_end_then_incremental_then_rollback(tmp_path: Path, sampl
     assert third["promotion"]["previous"] == first_target
 
     # rollback through the CLI moves the alias back
-    from tests.clihelpers import CliResult  # noqa: F401  (shape of results)
     from typer.testing import CliRunner
 
     from facesearch.cli import app
+    from tests.clihelpers import CliResult  # noqa: F401  (shape of results)
 
     args = [a for o in ov for a in ("--set", o)]
     rolled = CliRunner().invoke(app, [*args, "promote", "--rollback", "--json"], catch_exceptions=False)
@@ -154,8 +154,8 @@ def test_reindex_end_to_end_then_incremental_then_rollback(tmp_path: Path, sampl
 
 
 def test_failed_validation_stops_before_the_alias_moves(tmp_path: Path, samples: Path, prefect_harness, milvus_target):
-    from flows.reindex import reindex_flow
     from facesearch.pipeline.validate import ValidationFailedError
+    from flows.reindex import reindex_flow
 
     project = make_project(tmp_path, samples, people=1, per_person=4)
     ov = overrides_for(project, milvus_target)

@@ -17,11 +17,11 @@ from facesearch.errors import StoreUnavailableError
 from facesearch.ingest.images import load_image
 from facesearch.ingest.indexer import CHUNK_IMAGES, index_jobs, plan_jobs
 from facesearch.pipeline.promote import promote
+from facesearch.pipeline.sweep import Trial
 from facesearch.serve.query import QueryService
 from facesearch.serve.serving import ingest_collection
 from facesearch.settings import load_settings, parse_overrides
 from facesearch.store import FaceRecord, FaceStore
-from facesearch.pipeline.sweep import Trial
 from tests.conftest import target_overrides
 
 pytestmark = pytest.mark.integration

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from facesearch.models.detectors.mtcnn import FaceDetector
 from facesearch.ingest.images import load_image
+from facesearch.models.detectors.mtcnn import FaceDetector
 from facesearch.settings import load_settings
 
 pytestmark = pytest.mark.model

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 import torch
 
-from facesearch.models.encoders import build_encoder
-from facesearch.models.encoders.facenet import WEIGHTS_FILE, FacenetEncoder, default_weights_path
 from facesearch.errors import WeightsMissingError
 from facesearch.ingest.images import load_image
+from facesearch.models.encoders import build_encoder
+from facesearch.models.encoders.facenet import WEIGHTS_FILE, FacenetEncoder, default_weights_path
 from facesearch.settings import load_settings
 
 pytestmark = pytest.mark.model

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from facesearch.serve.identify import identify_faces
 from facesearch.ingest.images import load_image
 from facesearch.ingest.indexer import index_jobs, plan_jobs
+from facesearch.serve.identify import identify_faces
 from facesearch.serve.serving import ingest_collection
 
 pytestmark = pytest.mark.model

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from facesearch.serve.calibrate import calibrate_threshold
-from facesearch.serve.duplicates import _CopyRule, _group, _Photo, same_layout
 from facesearch.ingest.fingerprint import hamming, image_phash
 from facesearch.ingest.indexer import face_id
+from facesearch.serve.calibrate import calibrate_threshold
+from facesearch.serve.duplicates import _CopyRule, _group, _Photo, same_layout
 from facesearch.store import parse_index_description
 
 

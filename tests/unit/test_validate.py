@@ -8,7 +8,6 @@ import pandas as pd
 import pytest
 
 from facesearch.errors import FaceSearchError
-from facesearch.settings import load_settings
 from facesearch.pipeline.validate import (
     ValidationFailedError,
     ValidationReport,
@@ -16,6 +15,7 @@ from facesearch.pipeline.validate import (
     validate_embeddings,
     validate_manifest,
 )
+from facesearch.settings import load_settings
 
 DIM = 128
 

@@ -20,9 +20,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from facesearch.models.encoders import FaceEncoder
 from facesearch.errors import ImageError
 from facesearch.ingest.images import load_image
+from facesearch.models.encoders import FaceEncoder
 from facesearch.settings import Settings
 
 log = logging.getLogger(__name__)

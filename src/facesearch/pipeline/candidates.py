@@ -18,10 +18,10 @@ import pandas as pd
 from facesearch.ingest.dataset import readable_images
 from facesearch.ingest.embedcache import EmbeddingCache
 from facesearch.ingest.indexer import face_id
-from facesearch.store.registry import CollectionRegistry, RegistryEntry
+from facesearch.pipeline.sweep import trainable_nlist
 from facesearch.settings import Settings
 from facesearch.store import FaceRecord, FaceStore
-from facesearch.pipeline.sweep import trainable_nlist
+from facesearch.store.registry import CollectionRegistry, RegistryEntry
 
 log = logging.getLogger(__name__)
 

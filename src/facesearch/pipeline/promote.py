@@ -14,10 +14,10 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from facesearch.errors import FaceSearchError
-from facesearch.store.registry import CollectionRegistry, RegistryEntry
+from facesearch.pipeline.sweep import Trial
 from facesearch.settings import Settings
 from facesearch.store import FaceStore
-from facesearch.pipeline.sweep import Trial
+from facesearch.store.registry import CollectionRegistry, RegistryEntry
 
 log = logging.getLogger(__name__)
 
@@ -112,9 +112,3 @@ def apply_retention(store: FaceStore, settings: Settings, keep: set[str]) -> lis
     if dropped:
         log.info("dropped old collections: %s", ", ".join(dropped))
     return dropped
-
-
-def serving_nprobe(store: FaceStore, settings: Settings, collection: str) -> int:
-    """The nprobe promotion chose for this collection, else ``index.nprobe``."""
-    entry = CollectionRegistry(store).get(collection) if store.has_collection(f"{settings.milvus.collection_prefix}_registry") else None
-    return entry.nprobe if entry and entry.nprobe else settings.index.nprobe

@@ -15,18 +15,18 @@ from typing import Any
 
 import pandas as pd
 
-from facesearch.pipeline.candidates import Candidate, load_candidate
 from facesearch.ingest.dataset import build_manifest
 from facesearch.ingest.embedcache import EmbedReport, embed_dataset, embedding_quality_frames
 from facesearch.models.encoders import ENCODER_DIMS, build_encoder
+from facesearch.pipeline.candidates import Candidate, load_candidate
 from facesearch.pipeline.promote import Promotion, promote
-from facesearch.store.registry import CollectionRegistry
-from facesearch.settings import Settings
-from facesearch.store import FaceStore
 from facesearch.pipeline.sweep import SweepResult, choose_trial, run_sweep
 from facesearch.pipeline.tracking import SweepRuns, log_sweep
 from facesearch.pipeline.validate import ValidationReport, validate_embeddings, validate_manifest
 from facesearch.pipeline.versioning import DatasetVersion, version_dataset
+from facesearch.settings import Settings
+from facesearch.store import FaceStore
+from facesearch.store.registry import CollectionRegistry
 
 log = logging.getLogger(__name__)
 

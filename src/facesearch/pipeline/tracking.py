@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from facesearch.settings import TrackingSettings
 from facesearch.pipeline.sweep import SweepResult, Trial
+from facesearch.settings import TrackingSettings
 
 log = logging.getLogger(__name__)
 

@@ -13,12 +13,12 @@ from typing import Any
 
 from facesearch.ingest.images import LoadedImage, load_image
 from facesearch.models.encoders import FaceEncoder
-from facesearch.pipeline.promote import serving_nprobe
 from facesearch.serve.identify import identify_faces, identify_json, identity_threshold
 from facesearch.serve.search import query_faces, search_faces, search_json
 from facesearch.serve.serving import encoder_for_store, serving_collection
 from facesearch.settings import Settings
 from facesearch.store import FaceStore
+from facesearch.store.registry import serving_nprobe
 
 
 class QueryService:

@@ -12,6 +12,7 @@ import time
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from facesearch.settings import Settings
 from facesearch.store.face_store import FaceStore
 from facesearch.store.records import quote
 
@@ -95,3 +96,9 @@ class CollectionRegistry:
 
 def _entry(row: dict[str, Any]) -> RegistryEntry:
     return RegistryEntry(**{f.name: row[f.name] for f in fields(RegistryEntry)})
+
+
+def serving_nprobe(store: FaceStore, settings: Settings, collection: str) -> int:
+    """The nprobe promotion chose for this collection, else ``index.nprobe``."""
+    entry = CollectionRegistry(store).get(collection) if store.has_collection(f"{settings.milvus.collection_prefix}_registry") else None
+    return entry.nprobe if entry and entry.nprobe else settings.index.nprobe

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from facesearch.models.encoders.base import Face, FaceEncoder, l2_normalise
 from facesearch.errors import ConfigError, WeightsMissingError
+from facesearch.models.encoders.base import Face, FaceEncoder, l2_normalise
 from facesearch.settings import Settings
 
 log = logging.getLogger(__name__)

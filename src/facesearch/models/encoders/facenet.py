@@ -16,9 +16,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from facesearch.errors import FaceSearchError, WeightsMissingError
 from facesearch.models.detectors.mtcnn import Detection, FaceDetector
 from facesearch.models.encoders.base import FaceEncoder
-from facesearch.errors import FaceSearchError, WeightsMissingError
 from facesearch.settings import EncoderSettings
 
 log = logging.getLogger(__name__)

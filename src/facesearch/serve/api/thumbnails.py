@@ -47,7 +47,7 @@ def etag_matches(header: str | None, etag: str) -> bool:
 
 def thumbnail_jpeg(services: Services, req: ThumbRequest) -> bytes:
     """The stored photo with its face boxes, or one face's crop; the file path comes from Milvus only."""
-    from facesearch.store.face_store import quote
+    from facesearch.store import quote
 
     settings = services.settings
     store = services.get().store
