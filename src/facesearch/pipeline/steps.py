@@ -16,8 +16,9 @@ from typing import Any
 import pandas as pd
 
 from facesearch.ingest.dataset import build_manifest
-from facesearch.ingest.embedcache import EmbedReport, embed_dataset, embedding_quality_frames
-from facesearch.models.encoders import ENCODER_DIMS, build_encoder
+from facesearch.ingest.embed_plan import EmbedPlan, embed_in_process, plan_embedding
+from facesearch.ingest.embedcache import EmbedReport, embedding_quality_frames
+from facesearch.models.encoders import ENCODER_DIMS, backend_for, min_detection_score
 from facesearch.pipeline.candidates import Candidate, load_candidate
 from facesearch.pipeline.promote import Promotion, promote
 from facesearch.pipeline.sweep import SweepResult, choose_trial, run_sweep
@@ -62,18 +63,28 @@ def check_manifest(manifest: pd.DataFrame, settings: Settings) -> ValidationRepo
     return report
 
 
-def embed_images(manifest: pd.DataFrame, settings: Settings, progress: Any = None) -> EmbedReport:
-    """Embed only images the cache does not hold (by sha256 and encoder)."""
-    encoder = build_encoder(settings)
-    report = embed_dataset(manifest, settings, encoder, progress)
+def plan_embed(manifest: pd.DataFrame, settings: Settings) -> EmbedPlan:
+    """The images the cache does not hold (by sha256 and encoder), cut into shards."""
+    return plan_embedding(manifest, settings)
+
+
+def record_embed(settings: Settings, report: EmbedReport) -> EmbedReport:
     write_report(settings, "embed", report.as_dict())
     return report
 
 
+def embed_images(manifest: pd.DataFrame, settings: Settings, progress: Any = None) -> EmbedReport:
+    """Embed only images the cache does not hold (by sha256 and encoder), in this process."""
+    return record_embed(settings, embed_in_process(plan_embedding(manifest, settings), settings, progress))
+
+
 def check_embeddings(manifest: pd.DataFrame, settings: Settings, encoder_id: str) -> ValidationReport:
     dim = ENCODER_DIMS[encoder_id]
-    faces, images = embedding_quality_frames(manifest, settings, encoder_id, dim)
-    report = validate_embeddings(faces, images, settings, expected_dim=dim)
+    faces, images = embedding_quality_frames(manifest, settings.paths.embeddings_dir, encoder_id, dim)
+    min_det_prob = settings.validation.min_det_prob
+    if min_det_prob is None:  # the detector's own threshold: what it may legitimately have stored
+        min_det_prob = min_detection_score(settings, backend_for(encoder_id))
+    report = validate_embeddings(faces, images, settings, expected_dim=dim, min_det_prob=min_det_prob)
     write_report(settings, "validation_embeddings", report.to_dict(), report.to_markdown())
     return report
 

@@ -197,10 +197,11 @@ def validate_manifest(manifest: pd.DataFrame, settings: Settings) -> ValidationR
 
 
 def validate_embeddings(
-    faces: pd.DataFrame, images: pd.DataFrame, settings: Settings, *, expected_dim: int
+    faces: pd.DataFrame, images: pd.DataFrame, settings: Settings, *, expected_dim: int, min_det_prob: float | None = None
 ) -> ValidationReport:
     """Run the ``embeddings`` suite on per-face stats and per-image face counts (``rows`` = faces)."""
     v = settings.validation
+    min_det = min_det_prob if min_det_prob is not None else (v.min_det_prob if v.min_det_prob is not None else settings.detection.min_det_prob)
     faces = _conform(faces, FACES_COLUMNS, "faces")
     images = _conform(images, IMAGES_COLUMNS, "images")
     lo, hi = 1.0 - v.norm_tolerance, 1.0 + v.norm_tolerance
@@ -213,8 +214,8 @@ def validate_embeddings(
         _Check(
             "faces",
             "ExpectColumnValuesToBeBetween",
-            {"column": "det_prob", "min_value": v.min_det_prob, "max_value": 1.0},
-            f"detection probability at least {v.min_det_prob:g}",
+            {"column": "det_prob", "min_value": min_det, "max_value": 1.0},
+            f"detection probability at least {min_det:g}",
         ),
         _Check(
             "images",

@@ -1,113 +1,48 @@
-"""MTCNN face detection (facenet-pytorch) with a fixed return type.
+"""MTCNN (facenet-pytorch, MIT; weights ship in the wheel): the seed's detector, and facenet's crop convention.
 
-facenet-pytorch returns ``None`` for no face and ``dtype=object`` arrays under numpy 2;
-:class:`FaceDetector` always returns ``list[Detection]`` in original-image pixel coordinates,
-ordered left to right so a face's index is stable for the same image and settings.
+facenet-pytorch returns ``None`` for no face and ``dtype=object`` arrays under numpy 2; this wrapper
+always returns arrays, and :class:`~facesearch.models.detectors.base.FaceDetector` the fixed ``list[Detection]``.
 """
 
 from __future__ import annotations
 
-import logging
-from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
+from facesearch.models.detectors.base import FaceDetector, RawDetections
 from facesearch.settings import DetectionSettings
 
-log = logging.getLogger(__name__)
 
-BBox = tuple[float, float, float, float]
-PAD_FRACTION = 0.25  # of the longest side, on every side, for the retry on a photo with no face found
-PAD_GREY = (128, 128, 128)
-CLOSE_UP_MIN_SIDE = 0.3  # the retry keeps only faces at least this fraction of the photo's shorter side
+class MtcnnDetector(FaceDetector):
+    """MTCNN's P/R/O-net cascade over an image pyramid (torch)."""
 
-
-@dataclass(frozen=True)
-class Detection:
-    bbox: BBox  # x1, y1, x2, y2 in the original image
-    det_prob: float
-    landmarks: tuple[tuple[float, float], ...]  # left eye, right eye, nose, mouth left, mouth right
-
-
-def downscale_for_detection(image: Image.Image, max_side: int) -> tuple[Image.Image, float]:
-    """Return (image no larger than ``max_side``, scale factor applied)."""
-    longest = max(image.size)
-    if longest <= max_side:
-        return image, 1.0
-    scale = max_side / longest
-    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-    return image.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0), scale
-
-
-class FaceDetector:
-    """MTCNN configured once; ``detect`` maps boxes back to the original resolution."""
+    name: ClassVar[str] = "mtcnn"
 
     def __init__(self, settings: DetectionSettings, device: str = "cpu") -> None:
-        from facenet_pytorch import MTCNN  # heavy import, deferred until a detector is needed
+        super().__init__(settings)
+        self.device = device
+        self._mtcnn: Any = None
 
-        self.settings = settings
+    @property
+    def min_score(self) -> float:
+        return self.settings.min_det_prob
+
+    def _load(self) -> None:
+        from facenet_pytorch import MTCNN  # heavy import (torch), deferred until a detector is needed
+
         self._mtcnn = MTCNN(
             keep_all=True,
-            min_face_size=settings.min_face_size,
-            factor=settings.pyramid_factor,
-            thresholds=list(settings.thresholds),
-            device=device,
+            min_face_size=self.settings.min_face_size,
+            factor=self.settings.pyramid_factor,
+            thresholds=list(self.settings.thresholds),
+            device=self.device,
             post_process=False,
         )
 
-    def detect(self, image: Image.Image) -> list[Detection]:
-        """Faces in ``image`` (original pixels), left to right.
-
-        MTCNN misses faces that fill the frame (a close-up cropped to the face): its image pyramid has no
-        level small enough. A photo with no face found is tried once more with a grey border around it,
-        keeping only faces big enough to be such a close-up (a small "face" found so is a false positive).
-        """
-        detections = self._detect(image)
-        if detections or not self.settings.retry_padded:
-            return detections
-        pad = max(1, round(max(image.size) * PAD_FRACTION))
-        padded = self._detect(ImageOps.expand(image.convert("RGB"), border=pad, fill=PAD_GREY))
-        min_side = CLOSE_UP_MIN_SIDE * min(image.size)
-        close_ups = [d for d in padded if min(d.bbox[2] - d.bbox[0], d.bbox[3] - d.bbox[1]) >= min_side]
-        if close_ups:
-            log.debug("found %d close-up face(s) only with a %d px border", len(close_ups), pad)
-        return [_shift(d, -pad, image.size) for d in close_ups]
-
-    def _detect(self, image: Image.Image) -> list[Detection]:
-        small, scale = downscale_for_detection(image, self.settings.max_side)
-        boxes, probs, points = self._mtcnn.detect(small, landmarks=True)
+    def _raw_detect(self, image: Image.Image) -> RawDetections:
+        boxes, probs, points = self._mtcnn.detect(image, landmarks=True)
         if boxes is None or len(boxes) == 0:
-            return []
-        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4) / scale
-        probs = np.asarray(probs, dtype=np.float64).reshape(-1)
-        points = np.asarray(points, dtype=np.float64).reshape(-1, 5, 2) / scale
-        keep = np.flatnonzero(probs >= self.settings.min_det_prob)
-        if len(keep) > self.settings.max_faces_per_image:
-            log.warning("keeping the %d most confident of %d faces", self.settings.max_faces_per_image, len(keep))
-            keep = keep[np.argsort(-probs[keep], kind="stable")[: self.settings.max_faces_per_image]]
-        width, height = image.size
-        detections = [
-            Detection(
-                bbox=_clip_box(boxes[i], width, height),
-                det_prob=float(probs[i]),
-                landmarks=tuple((float(x), float(y)) for x, y in points[i]),
-            )
-            for i in keep
-        ]
-        return sorted(detections, key=lambda d: (round(d.bbox[0]), round(d.bbox[1])))
-
-
-def _shift(detection: Detection, offset: float, size: tuple[int, int]) -> Detection:
-    """Move a detection found on a padded copy back into the original image (box clipped to it)."""
-    x1, y1, x2, y2 = (v + offset for v in detection.bbox)
-    return Detection(
-        bbox=_clip_box(np.array([x1, y1, x2, y2]), *size),
-        det_prob=detection.det_prob,
-        landmarks=tuple((x + offset, y + offset) for x, y in detection.landmarks),
-    )
-
-
-def _clip_box(box: np.ndarray, width: int, height: int) -> BBox:
-    x1, y1, x2, y2 = (float(v) for v in box)
-    return (max(0.0, x1), max(0.0, y1), min(float(width), x2), min(float(height), y2))
+            return RawDetections.empty()
+        return RawDetections(np.asarray(boxes, dtype=np.float64), np.asarray(probs, dtype=np.float64), np.asarray(points, dtype=np.float64))

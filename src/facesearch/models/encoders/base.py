@@ -1,9 +1,13 @@
-"""The encoder interface: images in, faces (box, probability, landmarks, unit embedding) out."""
+"""The encoder interface: images in, faces (box, probability, landmarks, unit embedding) out.
+
+An encoder owns the detector it was built with, aligns each face the way its network was trained, and
+embeds crops in batches. Weights load lazily (:class:`~facesearch.models.base.InferenceModel`).
+"""
 
 from __future__ import annotations
 
 import logging
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
@@ -11,7 +15,8 @@ from typing import Any, ClassVar, Protocol
 import numpy as np
 from PIL import Image
 
-from facesearch.models.detectors.mtcnn import BBox, Detection, FaceDetector
+from facesearch.models.base import InferenceModel
+from facesearch.models.detectors.base import BBox, Detection, FaceDetector
 
 log = logging.getLogger(__name__)
 
@@ -37,11 +42,12 @@ def l2_normalise(vectors: np.ndarray) -> np.ndarray:
     return vectors / np.maximum(norms, 1e-12)
 
 
-class FaceEncoder(ABC):
-    """Detect with MTCNN, crop/align per backend, embed crops in batches.
+class FaceEncoder(InferenceModel):
+    """Detect, crop/align per backend, embed crops in batches.
 
-    Subclasses set ``encoder_id`` and ``dim`` and write ``_crops`` (one image's aligned
-    face crops) and ``_embed_batch`` (crops -> raw vectors).
+    Subclasses set ``name`` (the ``encoder.backend``), ``encoder_id`` (the embedding space: it names the
+    collection) and ``dim``, and write ``_load``, ``_crops`` (one image's aligned face crops) and
+    ``_embed_batch`` (crops -> raw vectors).
     """
 
     encoder_id: ClassVar[str]
@@ -49,8 +55,12 @@ class FaceEncoder(ABC):
     describe: ClassVar[str]
 
     def __init__(self, detector: FaceDetector, batch_size: int = 32) -> None:
+        super().__init__()
         self.detector = detector
         self.batch_size = batch_size
+
+    def _predict(self, images: Sequence[Image.Image], scales: Sequence[float] | None = None) -> list[list[Face]]:
+        return self.encode(images, scales)
 
     def encode(self, images: Sequence[Image.Image], scales: Sequence[float] | None = None) -> list[list[Face]]:
         """Faces of each image, in the detector's left-to-right order.
@@ -68,6 +78,7 @@ class FaceEncoder(ABC):
     def encode_detections(
         self, images: Sequence[Image.Image], detections: Sequence[list[Detection]], scales: Sequence[float] | None = None
     ) -> list[list[Face]]:
+        self.load()
         crops: list[Any] = []
         for image, dets in zip(images, detections, strict=True):
             if dets:
@@ -94,6 +105,7 @@ class FaceEncoder(ABC):
     def embed_crops(self, crops: Sequence[Any]) -> np.ndarray:
         if not crops:
             return np.zeros((0, self.dim), dtype=np.float32)
+        self.load()
         chunks = [self._embed_batch(crops[i : i + self.batch_size]) for i in range(0, len(crops), self.batch_size)]
         return l2_normalise(np.concatenate(chunks, axis=0))
 

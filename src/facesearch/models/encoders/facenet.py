@@ -10,14 +10,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from PIL import Image
 
 from facesearch.errors import FaceSearchError, WeightsMissingError
-from facesearch.models.detectors.mtcnn import Detection, FaceDetector
+from facesearch.models.detectors.base import Detection, FaceDetector
 from facesearch.models.encoders.base import FaceEncoder
 from facesearch.settings import EncoderSettings
 
@@ -115,6 +115,7 @@ class FacenetEncoder(FaceEncoder):
     runs them in PyTorch (and is what a CUDA device uses).
     """
 
+    name: ClassVar[str] = "facenet"
     encoder_id = "facenet-vggface2"
     dim = 512
     describe = "facenet-pytorch InceptionResnetV1, VGGFace2 weights (512-d)"
@@ -122,10 +123,15 @@ class FacenetEncoder(FaceEncoder):
     def __init__(self, detector: FaceDetector, settings: EncoderSettings) -> None:
         super().__init__(detector, settings.batch_size)
         self.device = settings.device
-        self.weights = resolve_weights(settings)
-        self._model = load_inception_resnet(self.weights, self.device)
+        self.settings = settings
+        self.weights = resolve_weights(settings)  # a missing file is reported now, before any work starts
         self.margin = detector.settings.crop_margin
-        self._session = None
+        self._model: Any = None
+        self._session: Any = None
+
+    def _load(self) -> None:
+        settings = self.settings
+        self._model = load_inception_resnet(self.weights, self.device)
         if settings.runtime == "onnx" and self.device == "cpu":
             try:
                 self._session = onnx_session(self._model, self.weights, settings.num_threads)
