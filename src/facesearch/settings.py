@@ -187,6 +187,7 @@ class ApiSettings(_Section):
     max_upload_bytes: int = Field(10_000_000, ge=1)
     max_upload_pixels: int = Field(40_000_000, ge=1, description="decompression-bomb guard for uploads")
     max_k: int = Field(100, ge=1, le=16384)
+    inference_concurrency: int = Field(2, ge=1, le=64, description="uploads decoded and run through the models at once")
 
 
 class LoggingSettings(_Section):

@@ -4,8 +4,8 @@
 ones the CLI prints with ``--json``. Models and the Milvus client are loaded once, in the lifespan;
 every request resolves the serving alias again (through ``QueryService``), so a promotion is
 picked up without a restart. Blocking work (decoding, inference, Milvus) runs in worker threads;
-decoding and inference of uploads are serialised by one capacity limiter, which bounds memory
-(one decoded photo at a time) and keeps the CPU-bound models from fighting over cores.
+decoding and inference of uploads are bounded by one capacity limiter (``api.inference_concurrency``
+photos at a time), which bounds memory; the models are safe to call from several threads at once.
 """
 
 import logging
@@ -39,7 +39,7 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = Services(settings)
         app.state.services = services
-        app.state.limiters = Limiters(anyio.CapacityLimiter(1), anyio.CapacityLimiter(2), anyio.CapacityLimiter(1))
+        app.state.limiters = Limiters(anyio.CapacityLimiter(settings.api.inference_concurrency), anyio.CapacityLimiter(2), anyio.CapacityLimiter(1))
         await in_thread(services.warm_up)
         try:
             yield

@@ -55,6 +55,7 @@ class Services:
         if target is None:
             log.warning("nothing indexed yet behind alias %s: /search answers 404 until photos are indexed", self.settings.milvus.alias)
             return
+        service.encoder.load()  # models load lazily: pay for the weights now, not on the first request
         log.info("serving %s -> %s with encoder %s", self.settings.milvus.alias, target, service.encoder.encoder_id)
 
     def close(self) -> None:
