@@ -248,6 +248,7 @@ class _Sources(BaseSettings):
     paths: dict[str, Any] = {}
     dataset: dict[str, Any] = {}
     validation: dict[str, Any] = {}
+    compute: dict[str, Any] = {}
     sweep: dict[str, Any] = {}
     promotion: dict[str, Any] = {}
     tracking: dict[str, Any] = {}
@@ -342,6 +343,15 @@ def load_settings(
     unknown = sorted(set(file_data) - set(Settings.model_fields))
     if unknown:
         raise ConfigError(f"invalid configuration: unknown section(s) {', '.join(unknown)}")
+    unknown = sorted(set(overrides or {}) - set(Settings.model_fields))
+    if unknown:
+        raise ConfigError(f"invalid configuration: unknown section(s) in overrides: {', '.join(unknown)}")
+    unknown = sorted(
+        name for name in os.environ
+        if name.upper().startswith(ENV_PREFIX) and name[len(ENV_PREFIX):].split("__")[0].lower() not in Settings.model_fields
+    )
+    if unknown:
+        raise ConfigError(f"invalid configuration: environment variable(s) {', '.join(unknown)} name no settings section")
 
     class _Layered(_Sources):
         @classmethod

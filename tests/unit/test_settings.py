@@ -102,3 +102,20 @@ def test_encoder_device_is_validated_and_resolved():
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="torch sees 0 CUDA device"):
             resolve_device("cuda")
+
+
+def test_every_section_can_be_set_from_env_and_overrides():
+    """The merge layer knows every section of Settings (a new section must not be silently dropped)."""
+    from facesearch.settings import Settings, _Sources
+
+    assert set(_Sources.model_fields) == set(Settings.model_fields)
+    s = load_settings(overrides={"compute": {"dask_address": "local", "shard_images": 7}})
+    assert (s.compute.dask_address, s.compute.shard_images) == ("local", 7)
+
+
+def test_unknown_sections_are_errors_from_overrides_and_env(monkeypatch):
+    with pytest.raises(ConfigError, match="comput"):
+        load_settings(overrides={"comput": {"x": 1}})
+    monkeypatch.setenv("FACESEARCH__SERACH__K", "3")
+    with pytest.raises(ConfigError, match="FACESEARCH__SERACH__K"):
+        load_settings()

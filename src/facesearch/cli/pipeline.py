@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -10,6 +11,9 @@ import typer
 
 from facesearch.cli.common import CliState, JsonOpt, OutOpt, _emit_to, app, emit, progress_bar, run_command, stdout
 from facesearch.settings import Settings
+
+# Prefect gives its temporary API server 20 s to start; it takes ~19 s here when quiet, so a busy machine failed runs.
+EPHEMERAL_STARTUP_S = "120"
 
 
 @app.command()
@@ -108,6 +112,10 @@ def reindex(
     """Run the Prefect re-index flow: version (DVC), validate, embed, load, sweep (MLflow), promote."""
 
     def body(settings: Settings) -> None:
+        from facesearch.pipeline.compute import require_scheduler
+
+        require_scheduler(settings.compute)  # an unreachable Dask scheduler fails here, in seconds, not mid-flow
+        os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", EPHEMERAL_STARTUP_S)
         from flows.reindex import reindex_flow
 
         state: CliState = ctx.obj
