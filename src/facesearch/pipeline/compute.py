@@ -18,6 +18,7 @@ THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 def dask_config(api_url: str | None = None, threads: int = 1) -> Iterator[None]:
     """Dask settings for the workers this run starts: thread limits and the Prefect API to report to."""
     import dask
+    import distributed  # noqa: F401  (load its config defaults first: leaving set() would drop a tree it first saw inside)
 
     environ: dict[str, Any] = {name: threads for name in THREAD_ENV}
     if api_url:
