@@ -47,6 +47,7 @@ def search_table(*docs: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
 
 def summarise() -> dict[str, Any]:
     ingest = _load("ingest.json")
+    scale = _load("scale.json")
     search = _load("search.json")
     search_1m = _load("search_1m.json")
     table = search_table(search, search_1m)
@@ -55,6 +56,7 @@ def summarise() -> dict[str, Any]:
     standalone = at.get("standalone", {})
     summary: dict[str, Any] = {
         **ingest.get("summary", {}),
+        **scale.get("summary", {}),
         "search_backend": DEFAULT_BACKEND,
         "search_p50_ms": ours.get("p50_ms"),
         "search_p99_ms": ours.get("p99_ms"),
@@ -106,9 +108,9 @@ def plot(summary: dict[str, Any]) -> list[Path]:
         written.append(path)
     ingest = _load("ingest.json").get("pipelines", {})
     if ingest:
-        fig, ax = plt.subplots(figsize=(7, 3.8), dpi=110)
+        fig, ax = plt.subplots(figsize=(7, 0.5 * len(ingest) + 1.6), dpi=110)
         names = list(ingest)
-        ax.barh(names, [ingest[n]["group_s_per_photo"] for n in names], color=["#999", "#bbb", "#2a7", "#5b9"][: len(names)])
+        ax.barh(names, [ingest[n]["group_s_per_photo"] for n in names], color=["#2a7" if n.startswith("facesearch") else "#999" for n in names])
         for i, n in enumerate(names):
             ax.annotate(f"{ingest[n]['group_s_per_photo']:.2f} s, VOC {ingest[n]['voc_faces_found']}/{ingest[n]['voc_faces_annotated']}",
                         (ingest[n]["group_s_per_photo"], i), xytext=(4, -3), textcoords="offset points", fontsize=8)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from facesearch.ingest.embedcache import EmbeddingCache, EmbedReport
-from facesearch.ingest.shards import Shard, ShardResult, embed_shard, encoder_id_for, plan_shards
+from facesearch.ingest.shards import Shard, ShardResult, embed_shard, encoder_id_for, plan_shards, steady_images_per_s
 from facesearch.models.encoders import ENCODER_DIMS
 from facesearch.settings import Settings
 
@@ -45,6 +45,7 @@ def embed_report(plan: EmbedPlan, results: list[ShardResult], workers: str = "in
         images_failed=sum(r.failed for r in embedded),
         shards=len(embedded),
         workers=workers,
+        steady_images_per_s=round(rate, 3) if (rate := steady_images_per_s(results)) else None,
     )
     log.info("embeddings: %d new images (%d faces) in %d shard(s) on %s, %d reused from cache",
              report.images_embedded, report.faces_new, report.shards, workers, report.images_reused)

@@ -49,6 +49,7 @@ class EmbedReport:
     images_failed: int  # readable in the manifest, unreadable now (changed under us)
     shards: int = 0  # shards embedded in this run
     workers: str = "in-process"  # or the Dask scheduler address
+    steady_images_per_s: float | None = None  # once every worker had its models loaded
 
     def as_dict(self) -> dict[str, int | str]:
         return asdict(self)

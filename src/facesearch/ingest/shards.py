@@ -12,10 +12,10 @@ import hashlib
 import logging
 import os
 import socket
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
@@ -45,6 +45,8 @@ class ShardResult:
     failed: int  # unreadable now (changed since the manifest was built)
     skipped: bool  # already in the cache
     worker: str  # host:pid that did the work
+    started_at: float = 0.0  # wall clock (time.time()) on the worker, for throughput once the workers run
+    finished_at: float = 0.0
 
 
 def encoder_id_for(settings: Settings) -> str:
@@ -96,6 +98,7 @@ def embed_shard(shard: Shard, settings: Settings, threads: int = 0) -> ShardResu
     if cache.has_part(shard.key):
         return ShardResult(shard.key, 0, 0, 0, True, worker)
     encoder = process_encoder(settings, threads)
+    started = time.time()
     loaded = _load_images(shard, settings)
     good = [img for img in loaded if isinstance(img, LoadedImage)]
     image_rows, faces_out = [], []
@@ -103,7 +106,7 @@ def embed_shard(shard: Shard, settings: Settings, threads: int = 0) -> ShardResu
         image_rows.append({"image_sha256": image.sha256, "n_faces": len(faces), "width": image.size[0], "height": image.size[1]})
         faces_out += face_rows(image.sha256, faces)
     cache.append(image_rows, faces_out, tag=shard.key)
-    return ShardResult(shard.key, len(image_rows), len(faces_out), len(loaded) - len(good), False, worker)
+    return ShardResult(shard.key, len(image_rows), len(faces_out), len(loaded) - len(good), False, worker, started, time.time())
 
 
 def _load_images(shard: Shard, settings: Settings) -> list[LoadedImage | ImageError]:
@@ -120,11 +123,10 @@ def _load_images(shard: Shard, settings: Settings) -> list[LoadedImage | ImageEr
         return list(pool.map(load, shard.paths))
 
 
-def summarize(results: list[ShardResult]) -> dict[str, Any]:
-    return {
-        "shards": sum(not r.skipped for r in results),
-        "images": sum(r.images for r in results),
-        "faces": sum(r.faces for r in results),
-        "failed": sum(r.failed for r in results),
-        "workers": sorted({r.worker for r in results if not r.skipped}),
-    }
+def steady_images_per_s(results: list[ShardResult]) -> float | None:
+    """Images per second from the first shard's start to the last one's end (worker start-up and model loads excluded)."""
+    done = [r for r in results if not r.skipped and r.finished_at]
+    if not done:
+        return None
+    span = max(r.finished_at for r in done) - min(r.started_at for r in done)
+    return sum(r.images for r in done) / span if span > 0 else None

