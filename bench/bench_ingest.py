@@ -156,9 +156,11 @@ def facesearch_index(paths: list[Path], backend: str, detector: str, weights: Pa
         index_jobs([IndexJob(p) for p in paths], settings, store, encoder, collection, force=True)
         elapsed = time.perf_counter() - started
         rows = store.query(collection, "face_index >= 0", ["image_path", "bbox"])
+    names = {p.name for p in paths}
     boxes_by_file: dict[str, list] = {}
-    for row in rows:
-        boxes_by_file.setdefault(Path(row["image_path"]).name, []).append(tuple(row["bbox"]))
+    for row in rows:  # the collection also holds earlier calls' photos: count only these
+        if Path(row["image_path"]).name in names:
+            boxes_by_file.setdefault(Path(row["image_path"]).name, []).append(tuple(row["bbox"]))
     return elapsed, boxes_by_file
 
 
