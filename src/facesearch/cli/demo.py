@@ -59,7 +59,10 @@ def prepare_demo_dataset(samples: Path, images_dir: Path) -> list[Path]:
     return held_out
 
 
-def run_demo(settings: Settings, samples: Path, out: Console) -> dict[str, Any]:
+def run_demo(
+    settings: Settings, samples: Path, out: Console, config: list[str] | None = None, overrides: list[str] | None = None
+) -> dict[str, Any]:
+    """The demo; ``config``/``overrides`` are the command's own, so the flow builds the store this reads."""
     from flows.reindex import reindex_flow
 
     started = time.perf_counter()
@@ -69,7 +72,7 @@ def run_demo(settings: Settings, samples: Path, out: Console) -> dict[str, Any]:
     out.print(f"sample faces laid out in {images_dir}/ (people/<Name>/ are enrolled); {len(held_out)} photos held out")
 
     out.rule("2. re-index flow (Prefect): DVC version -> validate -> embed -> load -> sweep (MLflow) -> promote")
-    result = reindex_flow(force=True)
+    result = reindex_flow(config=config, overrides=overrides, force=True)
     embed = result["embed"]
     promotion = result["promotion"]
     out.print(

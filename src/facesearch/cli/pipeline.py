@@ -16,6 +16,17 @@ from facesearch.settings import Settings
 EPHEMERAL_STARTUP_S = "120"
 
 
+def prefect_for_a_busy_machine() -> None:
+    """Defaults (unless set) that keep a flow run from failing because the temporary Prefect API answered slowly.
+
+    The client's server-version check gives the temporary server a few seconds to answer; under load it
+    failed runs ("Failed to reach API"). A temporary server is the installed Prefect: its version matches.
+    """
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", EPHEMERAL_STARTUP_S)
+    if not os.environ.get("PREFECT_API_URL"):
+        os.environ.setdefault("PREFECT_CLIENT_SERVER_VERSION_CHECK_ENABLED", "false")
+
+
 @app.command()
 def validate(ctx: typer.Context, as_json: JsonOpt = False, out: OutOpt = None) -> None:
     """Validate the dataset folder (paths.images_dir) with the great-expectations manifest suite."""
@@ -115,7 +126,7 @@ def reindex(
         from facesearch.pipeline.compute import require_scheduler
 
         require_scheduler(settings.compute)  # an unreachable Dask scheduler fails here, in seconds, not mid-flow
-        os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", EPHEMERAL_STARTUP_S)
+        prefect_for_a_busy_machine()
         from flows.reindex import reindex_flow
 
         state: CliState = ctx.obj
@@ -135,6 +146,8 @@ def demo(
     def body(settings: Settings) -> None:
         from facesearch.cli.demo import run_demo
 
-        run_demo(settings, samples, stdout)
+        prefect_for_a_busy_machine()
+        state: CliState = ctx.obj
+        run_demo(settings, samples, stdout, [str(p) for p in state.config_files], state.overrides)
 
     run_command(ctx, body)
