@@ -123,8 +123,10 @@ def reindex(
     """Run the Prefect re-index flow: version (DVC), validate, embed, load, sweep (MLflow), promote."""
 
     def body(settings: Settings) -> None:
+        from facesearch.ingest.dataset_add import require_photos
         from facesearch.pipeline.compute import require_scheduler
 
+        require_photos(settings)  # a fresh checkout: one line saying where photos go, before Prefect starts
         require_scheduler(settings.compute)  # an unreachable Dask scheduler fails here, in seconds, not mid-flow
         prefect_for_a_busy_machine()
         from flows.reindex import reindex_flow

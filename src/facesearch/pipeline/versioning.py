@@ -17,6 +17,7 @@ from pathlib import Path
 import yaml
 
 from facesearch.errors import FaceSearchError
+from facesearch.ingest.dataset_add import require_photos
 from facesearch.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,8 @@ def dvc(args: list[str], cwd: Path) -> str:
     env = {**os.environ, "DVC_NO_ANALYTICS": "1", "DVC_NO_UPDATE_CHECK": "1"}
     proc = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=cwd, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
-        raise DvcError(f"dvc {' '.join(args)} failed in {cwd}: {(proc.stderr or proc.stdout).strip().splitlines()[-1:]}")
+        said = [line.strip() for line in f"{proc.stderr}\n{proc.stdout}".splitlines() if line.strip()]
+        raise DvcError(f"dvc {' '.join(args)} failed in {cwd}: {' | '.join(said[-5:]) or f'exit code {proc.returncode}, no output'}")
     return proc.stdout
 
 
@@ -71,6 +73,7 @@ def read_dvc_file(root: Path) -> dict:
 
 def version_dataset(settings: Settings) -> DatasetVersion:
     """Record the current content of the images folder in ``data.dvc`` (and push it)."""
+    require_photos(settings)
     root = Path(settings.paths.project_dir).resolve()
     images = Path(settings.paths.images_dir).resolve()
     try:
@@ -86,11 +89,11 @@ def version_dataset(settings: Settings) -> DatasetVersion:
     status = json.loads(dvc(["status", DVC_FILE, "--json"], root) or "{}")
     changed = not outs or not outs[0].get("md5") or bool(status)
     if changed:
-        dvc(["commit", "--force", "--quiet", DVC_FILE], root)
+        dvc(["commit", "--force", DVC_FILE], root)  # not --quiet: its errors are what the user needs to read
     out = read_dvc_file(root)["outs"][0]
     pushed = False
     if settings.dataset.push and settings.dataset.dvc_remote:
-        dvc(["push", "--quiet", "-r", settings.dataset.dvc_remote_name, DVC_FILE], root)
+        dvc(["push", "-r", settings.dataset.dvc_remote_name, DVC_FILE], root)
         pushed = True
     version = DatasetVersion(str(out["md5"]).removesuffix(".dir"), int(out.get("nfiles", 0)), int(out.get("size", 0)), changed, pushed)
     log.info("dataset version %s (%d files%s)", version.short, version.nfiles, ", new" if changed else "")
