@@ -55,7 +55,7 @@ schedule: $(STAMP)  ## serve the re-index flow on schedule.cron; starts a local 
 	$(BIN)/python -m flows.serve
 
 mlflow-ui: $(STAMP)
-	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(MLFLOW_DB) --host 127.0.0.1 --port 5000 --workers 1
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow ui --backend-store-uri sqlite:///$(MLFLOW_DB) --host 127.0.0.1 --port 5000 --workers 1
 
 prefect-ui: $(STAMP)
 	$(BIN)/prefect server start --host 127.0.0.1 --port 4200

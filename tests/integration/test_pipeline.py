@@ -96,6 +96,14 @@ def test_reindex_end_to_end_then_incremental_then_rollback(tmp_path: Path, sampl
         history = client.get_metric_history(child.info.run_id, "recall_at_10")
         assert sorted(m.step for m in history) == [p for p in (1, 2, 4, 8) if p <= nlist]  # one point per nprobe
     assert parents[0].data.tags["dataset_version"] == first["dataset_version"]["md5"]
+    # the DVC version is each run's MLflow dataset input (the runs table's Dataset column and filter)
+    for run in (parents[0], *children):
+        inputs = client.get_run(run.info.run_id).inputs.dataset_inputs
+        assert len(inputs) == 1 and inputs[0].dataset.source_type == "dvc" and inputs[0].dataset.name == "data/images"
+        assert json.loads(inputs[0].dataset.source)["dvc_md5"] == first["dataset_version"]["md5"] + ".dir"
+        assert inputs[0].dataset.digest == first["dataset_version"]["md5"]
+    experiment = client.get_experiment(parents[0].info.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"  # opens on runs, not the GenAI overview
     artifacts = {a.path for a in client.list_artifacts(parents[0].info.run_id)}
     assert {"recall_vs_latency.png", "sweep_trials.json"} <= artifacts
     promoted = [r for r in children if r.data.tags.get("promoted") == "true"]

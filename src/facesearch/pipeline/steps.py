@@ -22,7 +22,7 @@ from facesearch.models.encoders import ENCODER_DIMS, backend_for, min_detection_
 from facesearch.pipeline.candidates import Candidate, load_candidate
 from facesearch.pipeline.promote import Promotion, promote
 from facesearch.pipeline.sweep import SweepResult, choose_trial, run_sweep
-from facesearch.pipeline.tracking import SweepRuns, log_sweep
+from facesearch.pipeline.tracking import DatasetRef, SweepRuns, log_sweep
 from facesearch.pipeline.validate import ValidationReport, validate_embeddings, validate_manifest
 from facesearch.pipeline.versioning import DatasetVersion, version_dataset
 from facesearch.settings import Settings
@@ -113,13 +113,20 @@ def load_candidate_step(manifest: pd.DataFrame, settings: Settings, version: Dat
         return load_candidate(store, settings, manifest, encoder_id, ENCODER_DIMS[encoder_id], version.md5)
 
 
+def dataset_path(settings: Settings) -> str:
+    """``paths.images_dir`` relative to the project (what data.dvc tracks), else as configured."""
+    images, root = Path(settings.paths.images_dir).resolve(), Path(settings.paths.project_dir).resolve()
+    return images.relative_to(root).as_posix() if images.is_relative_to(root) else str(settings.paths.images_dir)
+
+
 def sweep_candidate(settings: Settings, candidate: Candidate, extra_artifacts: list[Path] = ()) -> tuple[SweepResult, SweepRuns]:
     """Run the nlist x nprobe sweep and log it to MLflow (one parent, one child per nlist)."""
     with FaceStore(settings.milvus) as store:
         result = run_sweep(store, candidate.collection, settings)
     best, reason = choose_trial(result.trials, settings.promotion.min_recall)
     tags = {"dataset_version": candidate.dataset_version, "encoder": candidate.encoder, "settings": settings.fingerprint()}
-    runs = log_sweep(settings.tracking, result, tags, extra_artifacts)
+    dataset = DatasetRef(name=dataset_path(settings), md5=candidate.dataset_version, remote=settings.dataset.dvc_remote)
+    runs = log_sweep(settings.tracking, result, tags, extra_artifacts, dataset)
     write_report(
         settings,
         "sweep",

@@ -23,6 +23,27 @@ TRIALS_ARTIFACT = "sweep_trials.json"
 PLOT_ARTIFACT = "recall_vs_latency.png"
 
 
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")  # MLflow 3 opens it on the runs view, not GenAI
+
+
+@dataclass(frozen=True)
+class DatasetRef:
+    """The DVC dataset version a sweep ran on, logged as an MLflow dataset input (the runs table's Dataset column)."""
+
+    name: str  # the tracked folder, e.g. data/images
+    md5: str  # DVC's .dir md5 (without the suffix): the dataset version
+    remote: str  # where `dvc pull` gets it
+    nfiles: int = 0
+
+    def entity(self) -> Any:
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        source = json.dumps({"dvc_md5": f"{self.md5}.dir", "path": self.name, "remote": self.remote})
+        dataset = Dataset(name=self.name, digest=self.md5, source_type="dvc", source=source,
+                          profile=json.dumps({"nfiles": self.nfiles, "md5": self.md5}))
+        return DatasetInput(dataset=dataset, tags=[InputTag("mlflow.data.context", "index")])
+
+
 @dataclass(frozen=True)
 class SweepRuns:
     experiment_id: str
@@ -47,14 +68,16 @@ def experiment_id(client: Any, settings: TrackingSettings) -> str:
         return str(existing.experiment_id)
     root = Path(settings.artifact_root).resolve()
     root.mkdir(parents=True, exist_ok=True)
-    return str(client.create_experiment(settings.experiment, artifact_location=root.as_uri()))
+    return str(client.create_experiment(settings.experiment, artifact_location=root.as_uri(), tags=dict([EXPERIMENT_KIND])))
 
 
 def _metrics(trial: Trial, k: int) -> dict[str, float]:
     return {f"recall_at_{k}": trial.recall, "p50_ms": trial.p50_ms, "p95_ms": trial.p95_ms, "batched_qps": trial.batched_qps}
 
 
-def log_sweep(settings: TrackingSettings, result: SweepResult, tags: dict[str, str], extra_artifacts: list[Path] = ()) -> SweepRuns:
+def log_sweep(
+    settings: TrackingSettings, result: SweepResult, tags: dict[str, str], extra_artifacts: list[Path] = (), dataset: DatasetRef | None = None
+) -> SweepRuns:
     """Write the sweep to MLflow: parent (grids, dataset version, plot, trials JSON) and a child per nlist."""
     from mlflow.entities import Metric, Param, RunTag
 
@@ -62,8 +85,12 @@ def log_sweep(settings: TrackingSettings, result: SweepResult, tags: dict[str, s
     exp = experiment_id(client, settings)
     now = int(time.time() * 1000)
     base_tags = {**tags, "collection": result.collection}
+    if client.get_experiment(exp).tags.get(EXPERIMENT_KIND[0]) is None:  # experiments made before the tag existed
+        client.set_experiment_tag(exp, *EXPERIMENT_KIND)
     parent = client.create_run(exp, run_name=f"sweep {result.collection}", tags=base_tags)
     pid = parent.info.run_id
+    if dataset is not None:
+        client.log_inputs(pid, datasets=[dataset.entity()])
     client.log_batch(
         pid,
         params=[
@@ -81,6 +108,8 @@ def log_sweep(settings: TrackingSettings, result: SweepResult, tags: dict[str, s
         trials = [t for t in result.trials if t.nlist == nlist]
         child = client.create_run(exp, run_name=f"nlist={nlist}", tags={**base_tags, "mlflow.parentRunId": pid})
         cid = child.info.run_id
+        if dataset is not None:
+            client.log_inputs(cid, datasets=[dataset.entity()])
         metrics = [Metric(key, value, now, t.nprobe) for t in trials for key, value in _metrics(t, result.k).items()]
         metrics += [Metric(f"{key}__nprobe_{t.nprobe}", value, now, 0) for t in trials for key, value in _metrics(t, result.k).items()]
         metrics.append(Metric("build_s", trials[0].build_s if trials else 0.0, now, 0))
