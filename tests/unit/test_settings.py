@@ -119,3 +119,20 @@ def test_unknown_sections_are_errors_from_overrides_and_env(monkeypatch):
     monkeypatch.setenv("FACESEARCH__SERACH__K", "3")
     with pytest.raises(ConfigError, match="FACESEARCH__SERACH__K"):
         load_settings()
+
+
+def test_third_party_info_stays_off_the_terminal_unless_verbose():
+    import logging
+
+    from facesearch.logging_setup import QuietThirdParty
+
+    quiet = QuietThirdParty()
+
+    def record(name: str, level: int) -> logging.LogRecord:
+        return logging.LogRecord(name, level, __file__, 1, "msg", None, None)
+
+    assert not quiet.filter(record("prefect", logging.INFO))  # "Starting temporary server on ..."
+    assert not quiet.filter(record("distributed.scheduler", logging.INFO))
+    assert quiet.filter(record("prefect", logging.WARNING))
+    assert quiet.filter(record("prefect.flow_runs", logging.INFO))  # the flow's own summary stays
+    assert quiet.filter(record("facesearch.cli", logging.INFO))
