@@ -15,6 +15,7 @@ from typing import Any
 
 import pandas as pd
 
+from facesearch.errors import FaceSearchError
 from facesearch.ingest.dataset import build_manifest
 from facesearch.ingest.embed_plan import EmbedPlan, embed_in_process, plan_embedding
 from facesearch.ingest.embedcache import EmbedReport, embedding_quality_frames
@@ -151,9 +152,15 @@ def promote_best(settings: Settings, collection: str, result: SweepResult, runs:
     from facesearch.pipeline.tracking import tag_promoted
 
     best, reason = choose_trial(result.trials, settings.promotion.min_recall)
+    child = runs.child_run_ids.get(best.nlist)
+    if child is None:  # checked before the alias moves: a promotion must never be half-recorded
+        raise FaceSearchError(
+            f"sweep run {runs.parent_run_id} has no child run for nlist={best.nlist} (the sweep stopped before logging it); "
+            "nothing was promoted: run the sweep again (facesearch sweep, or facesearch reindex --force)"
+        )
     with FaceStore(settings.milvus) as store:
-        promotion = promote(store, settings, collection, best, reason, runs.child_run_ids.get(best.nlist, runs.parent_run_id))
-    tag_promoted(settings.tracking, {"parent": runs.parent_run_id, "child": runs.child_run_ids[best.nlist]}, reason)
+        promotion = promote(store, settings, collection, best, reason, child)
+    tag_promoted(settings.tracking, {"parent": runs.parent_run_id, "child": child}, reason)
     write_report(settings, "promotion", promotion.as_dict(), promotion.to_markdown())
     return promotion
 
