@@ -65,9 +65,12 @@ def test_distributed_reindex_stores_the_rows_of_the_in_process_one(tmp_path: Pat
 
     project = make_project(tmp_path, samples)
     ov = overrides_for(project, {"uri": str(tmp_path / "milvus.db"), "db_name": ""}, *DASK)
+    api_url_before, omp_before = os.environ.get("PREFECT_API_URL"), os.environ.get("OMP_NUM_THREADS")
     result = reindex_flow(overrides=ov)
     assert result["status"] == "promoted"
     assert result["embed"]["workers"] == "local" and result["embed"]["shards"] == 7 and result["embed"]["images_embedded"] == 14
+    # distributed's nanny writes the workers' environment into this process: it must not outlive the run
+    assert os.environ.get("PREFECT_API_URL") == api_url_before and os.environ.get("OMP_NUM_THREADS") == omp_before
     assert_same_rows(served_rows(ov), in_process_rows)
     parts = list((project / "data" / "embeddings").rglob("part-*.parquet"))
     assert len(parts) == 2 * 7  # faces + images part per shard, nothing twice

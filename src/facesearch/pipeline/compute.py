@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,8 +24,19 @@ def dask_config(api_url: str | None = None, threads: int = 1) -> Iterator[None]:
     environ: dict[str, Any] = {name: threads for name in THREAD_ENV}
     if api_url:
         environ["PREFECT_API_URL"] = api_url
-    with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
-        yield
+    # The nanny writes these into *this* process's os.environ before spawning a worker and never restores
+    # them: a later subprocess would inherit a dead Prefect API URL and one-thread BLAS. Put them back.
+    touched = [*environ, "PYTHONHASHSEED"]
+    before = {name: os.environ.get(name) for name in touched}
+    try:
+        with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
+            yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def dask_task_runner(compute: ComputeSettings) -> Any:
