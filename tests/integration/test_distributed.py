@@ -119,10 +119,14 @@ def test_a_worker_killed_mid_run_loses_nothing_and_duplicates_nothing(tmp_path: 
     assert_same_rows(served_rows(ov), in_process_rows)
 
 
-def test_an_unreachable_scheduler_fails_in_seconds_naming_it(tmp_path: Path):
+def test_an_unreachable_scheduler_fails_in_seconds_naming_it(tmp_path: Path, johns: Path):
+    import shutil
+
     from typer.testing import CliRunner
 
     from facesearch.cli import app
+
+    shutil.copy(next(johns.glob("*/*.jpg")), tmp_path / "one.jpg")  # photos to index: the scheduler is the only problem
 
     args = ["--set", "compute.dask_address=tcp://127.0.0.1:1", "--set", "compute.connect_timeout_s=2",
             "--set", f"paths.images_dir={tmp_path}", "--set", f"milvus.uri={tmp_path / 'm.db'}"]
