@@ -59,7 +59,7 @@ def embed_on_dask(plan: EmbedPlan, settings: Settings) -> Any:
     require_scheduler(settings.compute)
     with ExitStack() as stack:
         url = worker_api_url()
-        stack.enter_context(dask_config(api_url=url))
+        stack.enter_context(dask_config(api_url=url, threads=settings.compute.threads_per_worker))
         if url:
             from prefect.settings import PREFECT_API_URL, temporary_settings
 

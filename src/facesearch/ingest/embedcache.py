@@ -51,7 +51,7 @@ class EmbedReport:
     workers: str = "in-process"  # or the Dask scheduler address
     steady_images_per_s: float | None = None  # once every worker had its models loaded
 
-    def as_dict(self) -> dict[str, int | str]:
+    def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
@@ -90,9 +90,8 @@ class EmbeddingCache:
         """Is the shard ``tag`` written (its image rows are the last thing written)?"""
         return bool(self.fs.exists(f"{self.dir}/images/part-{tag}.parquet"))
 
-    def append(self, images: list[dict[str, Any]], faces: list[dict[str, Any]], tag: str | None = None) -> None:
-        """Write one shard: faces first, then the image rows that mark it done."""
-        tag = tag or uuid.uuid4().hex[:12]
+    def append(self, images: list[dict[str, Any]], faces: list[dict[str, Any]], tag: str) -> None:
+        """Write one shard (``tag`` = its key): faces first, then the image rows that mark it done."""
         if faces:
             self._write("faces", pa.Table.from_pylist(faces, schema=face_schema(self.dim)), tag)
         self._write("images", pa.Table.from_pylist(images, schema=IMAGE_SCHEMA), tag)

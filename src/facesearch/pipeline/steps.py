@@ -19,7 +19,7 @@ from facesearch.errors import FaceSearchError
 from facesearch.ingest.dataset import build_manifest
 from facesearch.ingest.embed_plan import EmbedPlan, embed_in_process, plan_embedding
 from facesearch.ingest.embedcache import EmbedReport, embedding_quality_frames
-from facesearch.models.encoders import ENCODER_DIMS, backend_for, min_detection_score
+from facesearch.models.encoders import ENCODER_DIMS
 from facesearch.pipeline.candidates import Candidate, load_candidate
 from facesearch.pipeline.promote import Promotion, promote
 from facesearch.pipeline.sweep import SweepResult, choose_trial, run_sweep
@@ -82,10 +82,7 @@ def embed_images(manifest: pd.DataFrame, settings: Settings, progress: Any = Non
 def check_embeddings(manifest: pd.DataFrame, settings: Settings, encoder_id: str) -> ValidationReport:
     dim = ENCODER_DIMS[encoder_id]
     faces, images = embedding_quality_frames(manifest, settings.paths.embeddings_dir, encoder_id, dim)
-    min_det_prob = settings.validation.min_det_prob
-    if min_det_prob is None:  # the detector's own threshold: what it may legitimately have stored
-        min_det_prob = min_detection_score(settings, backend_for(encoder_id))
-    report = validate_embeddings(faces, images, settings, expected_dim=dim, min_det_prob=min_det_prob)
+    report = validate_embeddings(faces, images, settings, expected_dim=dim, encoder_id=encoder_id)
     write_report(settings, "validation_embeddings", report.to_dict(), report.to_markdown())
     return report
 

@@ -65,6 +65,8 @@ def client_for(settings: TrackingSettings) -> Any:
 def experiment_id(client: Any, settings: TrackingSettings) -> str:
     existing = client.get_experiment_by_name(settings.experiment)
     if existing is not None:
+        if existing.tags.get(EXPERIMENT_KIND[0]) is None:  # experiments made before the tag existed
+            client.set_experiment_tag(existing.experiment_id, *EXPERIMENT_KIND)
         return str(existing.experiment_id)
     root = Path(settings.artifact_root).resolve()
     root.mkdir(parents=True, exist_ok=True)
@@ -85,8 +87,6 @@ def log_sweep(
     exp = experiment_id(client, settings)
     now = int(time.time() * 1000)
     base_tags = {**tags, "collection": result.collection}
-    if client.get_experiment(exp).tags.get(EXPERIMENT_KIND[0]) is None:  # experiments made before the tag existed
-        client.set_experiment_tag(exp, *EXPERIMENT_KIND)
     parent = client.create_run(exp, run_name=f"sweep {result.collection}", tags=base_tags)
     pid = parent.info.run_id
     if dataset is not None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 
-from facesearch.errors import ConfigError, WeightsMissingError
+from facesearch.errors import ConfigError
 from facesearch.models.detectors.base import FaceDetector
 from facesearch.models.encoders.base import Face, FaceEncoder, l2_normalise
 from facesearch.settings import Settings
@@ -55,8 +55,7 @@ def detector_name(settings: Settings, backend: str | None = None) -> str:
 
 def min_detection_score(settings: Settings, backend: str | None = None) -> float:
     """The score threshold the encoder's detector applies (the validation gate checks stored faces against it)."""
-    name = detector_name(settings, backend)
-    return settings.detection.yunet_score_threshold if name == "yunet" else settings.detection.min_det_prob
+    return build_detector(settings, backend).min_score  # cheap: detectors load their weights on first use
 
 
 def resolve_device(requested: str) -> str:
@@ -110,10 +109,7 @@ def build_encoder(settings: Settings, backend: str | None = None) -> FaceEncoder
     if backend == "facenet":
         from facesearch.models.encoders.facenet import FacenetEncoder
 
-        try:
-            encoder = FacenetEncoder(detector, settings.encoder.model_copy(update={"device": device}))
-        except WeightsMissingError:
-            raise
+        encoder = FacenetEncoder(detector, settings.encoder.model_copy(update={"device": device}))
     elif backend == "dlib":
         from facesearch.models.encoders.dlib_resnet import DlibResNetEncoder
 
