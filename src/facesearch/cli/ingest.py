@@ -28,6 +28,7 @@ def index(
         from facesearch.ingest import indexer
         from facesearch.serve.serving import encoder_for_store, ingest_collection
         from facesearch.store import FaceStore
+        from facesearch.store.lite_to_server import maybe_move_to_server
 
         jobs, skipped = indexer.plan_jobs(paths, settings, identity_from_folder, identity)
         with FaceStore(settings.milvus) as store:
@@ -39,7 +40,11 @@ def index(
             report.images_seen += len(skipped)
             with progress_bar("indexing", len(jobs)) as advance:
                 indexer.index_jobs(jobs, settings, store, encoder, collection, force=force, progress=advance, report=report)
-        emit(report.as_dict(), as_json, _render_index)
+            moved = maybe_move_to_server(store, collection, settings.milvus)
+        doc = report.as_dict()
+        if moved is not None:
+            doc["store_moved_to_server"] = moved.server_dir
+        emit(doc, as_json, _render_index)
 
     run_command(ctx, body)
 
@@ -50,6 +55,8 @@ def _render_index(doc: dict[str, Any]) -> None:
         f"{doc['images_unchanged']} unchanged, {len(doc['images_skipped'])} skipped, of {doc['images_seen']} seen "
         f"-> collection [cyan]{doc['collection']}[/] ({doc['encoder']})"
     )
+    if doc.get("store_moved_to_server"):
+        stdout.print(f"The store passed milvus.auto_server_faces and now lives in the local Milvus standalone in {doc['store_moved_to_server']}")
     if doc["images_skipped"]:
         table = Table("skipped file", "reason", "detail", title="Skipped")
         for s in doc["images_skipped"]:

@@ -40,4 +40,5 @@ def collection_stats(store: FaceStore, collection: str) -> dict[str, Any]:
         "encoder": store.encoder_of(collection),
         "dim": store.dimension(collection),
         "index": store.index_info(collection).as_dict(),
+        "backend": "milvus-lite" if store.on_lite else "milvus-server",
     }

@@ -39,7 +39,7 @@ class AliasesMixin(StoreConnection):
             self.ensure_loaded(target)
             return target
         raise CollectionNotFoundError(
-            f"no collection or alias {name!r} in Milvus at {self.settings.uri}; index some photos first (facesearch index PATH)"
+            f"no collection or alias {name!r} in Milvus at {self.uri}; index some photos first (facesearch index PATH)"
         )
 
     @retrying

@@ -91,7 +91,7 @@ class CollectionsMixin(StoreConnection):
         """Seal written rows into segments. Milvus Lite searches unflushed rows by brute force in Python
         (1.7 s per query at 100k rows, and an nq x N x d array per batch), so bulk writers flush when done."""
         self._client.flush(name)
-        if self.settings.is_local_lite:
+        if self.on_lite:
             self._advise_on_size(name)
 
     def _advise_on_size(self, name: str) -> None:

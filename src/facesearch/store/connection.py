@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 from facesearch.errors import CollectionNotFoundError, StoreBusyError, StoreError, StoreUnavailableError
 from facesearch.settings import MilvusSettings
+from facesearch.store.moved import server_uri_for
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +40,7 @@ def retrying(method: Callable[..., T]) -> Callable[..., T]:
                 if not is_transient(exc):
                     raise self._wrap(exc, method.__name__) from exc
                 if attempt == attempts:
-                    raise StoreUnavailableError(
-                        f"Milvus at {self.settings.uri} failed {method.__name__} after {attempts} attempts: {exc}"
-                    ) from exc
+                    raise StoreUnavailableError(f"Milvus at {self.uri} failed {method.__name__} after {attempts} attempts: {exc}") from exc
                 delay = self.settings.retry_backoff_s * 2 ** (attempt - 1)
                 log.warning("Milvus %s failed (%s); retry %d/%d in %.1fs", method.__name__, exc, attempt, attempts - 1, delay)
                 time.sleep(delay)
@@ -86,11 +85,16 @@ def first_line(exc: BaseException) -> str:
 class StoreConnection:
     """One open ``MilvusClient`` for the given settings; the mixins of :class:`FaceStore` build on it."""
 
-
     def __init__(self, settings: MilvusSettings) -> None:
         self.settings = settings
         self._loaded: set[str] = set()
+        self.uri = settings.uri  # where this client is connected: a moved Lite store's standalone (store/moved.py)
         self._client = self._connect()
+
+    @property
+    def on_lite(self) -> bool:
+        """True when this client runs Milvus Lite in-process (a Lite path that has not moved to a server)."""
+        return self.settings.is_local_lite and self.uri == self.settings.uri
 
     # -- connection -------------------------------------------------------------------------
     def _connect(self) -> Any:
@@ -98,7 +102,9 @@ class StoreConnection:
 
         quiet_pymilvus_logging()
         uri = self.settings.uri
-        if self.settings.is_local_lite:
+        if self.settings.is_local_lite and (moved := server_uri_for(uri)) is not None:
+            self.uri = uri = moved
+        if self.on_lite:
             if not uri.endswith(".db"):
                 raise StoreError(f"milvus.uri {uri!r}: a Milvus Lite path must end in .db (or use http://host:port)")
             Path(uri).expanduser().parent.mkdir(parents=True, exist_ok=True)
@@ -110,14 +116,14 @@ class StoreConnection:
                 client.list_collections()
                 return client
             except Exception as exc:
-                if self.settings.is_local_lite and lite_dir_locked(Path(uri)):
+                if self.on_lite and lite_dir_locked(Path(uri)):
                     raise StoreBusyError(
                         f"Milvus Lite data dir {uri} is in use by another process (one process per data dir); "
                         "wait for it, or share one store between processes: `facesearch store start` runs a local "
                         "Milvus server, then set milvus.uri to the URI it prints"
                     ) from exc
-                if attempt == attempts or self.settings.is_local_lite:
-                    raise StoreUnavailableError(f"cannot reach Milvus at {self.settings.uri}: {first_line(exc)}") from exc
+                if attempt == attempts or self.on_lite:
+                    raise StoreUnavailableError(f"cannot reach Milvus at {self.uri}: {first_line(exc)}") from exc
                 delay = self.settings.retry_backoff_s * 2 ** (attempt - 1)
                 log.warning("cannot reach Milvus at %s (%s); retry %d/%d in %.1fs", uri, first_line(exc), attempt, attempts - 1, delay)
                 time.sleep(delay)
@@ -144,4 +150,4 @@ class StoreConnection:
         text = first_line(exc)
         if "not exist" in text.lower() or "not found" in text.lower():
             return CollectionNotFoundError(f"{operation}: {text}")
-        return StoreError(f"Milvus at {self.settings.uri} failed {operation}: {text}")
+        return StoreError(f"Milvus at {self.uri} failed {operation}: {text}")

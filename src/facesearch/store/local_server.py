@@ -179,7 +179,9 @@ class LocalMilvusServer:
         return self
 
     def stop(self) -> None:
-        """Terminate the server (graceful, then SIGKILL after ``stop_timeout_s``)."""
+        """Terminate the server (graceful, then SIGKILL after ``stop_timeout_s``); a detached one is found by its state file."""
+        if self.state is None and self._proc is None and self.state_file.exists():
+            self.state = ServerState(**json.loads(self.state_file.read_text()))
         state, self.state = self.state, None
         proc, self._proc = self._proc, None
         if proc is not None:

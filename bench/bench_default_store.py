@@ -1,0 +1,98 @@
+"""The embedded default at N faces, as a user meets it: a Milvus Lite path in ``milvus.uri``, nothing else.
+
+Loads N face-like vectors into a Lite store through FaceStore, searches it (p50/p99, 200 single queries),
+then lets the store move itself (``maybe_move_to_server``, milvus.auto_server_faces = N) and searches
+again through a fresh ``FaceStore`` opened on the same Lite path, exactly as the CLI and API do. Reports
+both, the move's duration and the recall@10 of both against exact search.
+
+    python bench/bench_default_store.py --faces 100000 --out bench/results/default_store.json   # ~6 min here
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+for p in (str(REPO / "src"), str(REPO)):
+    if p not in sys.path:
+        sys.path.insert(0, p)
+
+import numpy as np
+
+from bench.bench_search import exact_top_k, face_records, nlist_for, percentiles, recall_at_k
+
+
+def timed_search(store: Any, name: str, queries: np.ndarray, k: int, nprobe: int, warmup: int = 10) -> dict[str, Any]:
+    for q in queries[:warmup]:
+        store.search(name, q[None], k=k, nprobe=nprobe)
+    ms, found = [], []
+    for q in queries:
+        t0 = time.perf_counter()
+        hits = store.search(name, q[None], k=k, nprobe=nprobe)
+        ms.append((time.perf_counter() - t0) * 1000)
+        found.append([h.id for h in hits[0]])
+    return {**percentiles(ms), "found": found}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--faces", type=int, default=100_000)
+    ap.add_argument("--dim", type=int, default=128)
+    ap.add_argument("--queries", type=int, default=200)
+    ap.add_argument("--nprobe", type=int, default=8)
+    ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "default_store.json")
+    args = ap.parse_args(argv)
+
+    from bench.vectors import FaceLikeVectors, fit
+    from facesearch.settings import IndexSettings, MilvusSettings
+    from facesearch.store import FaceStore
+    from facesearch.store.lite_to_server import maybe_move_to_server
+    from facesearch.store.local_server import LocalMilvusServer
+
+    work = Path(tempfile.mkdtemp(prefix="facesearch-bench-default-"))
+    settings = MilvusSettings(uri=str(work / "milvus" / "facesearch.db"), server_dir=work / "milvus-server", auto_server_faces=args.faces)
+    data = FaceLikeVectors(fit(args.dim).params).dataset(args.faces, n_queries=args.queries)
+    truth = exact_top_k(data["vectors"], data["queries"], 10)
+    name, nlist = "face_search__bench", nlist_for(args.faces)
+    out: dict[str, Any] = {"faces": args.faces, "dim": args.dim, "nlist": nlist, "nprobe": args.nprobe, "queries": args.queries}
+    try:
+        with FaceStore(settings) as store:
+            t0 = time.perf_counter()
+            store.ensure_collection(name, args.dim, IndexSettings(nlist=nlist))
+            for start in range(0, args.faces, 5000):
+                store.upsert(name, face_records(data["vectors"], data["identity"], start, min(args.faces, start + 5000)))
+            store.flush(name)
+            store.rebuild_index(name, nlist)
+            store.point_alias(settings.alias, name)
+            out["lite_load_s"] = round(time.perf_counter() - t0, 1)
+            lite = timed_search(store, name, data["queries"], 10, args.nprobe)
+            out["lite"] = {k: v for k, v in lite.items() if k != "found"} | {"recall_at_10": recall_at_k(lite.pop("found"), truth, 10)}
+            print(f"Lite: {out['lite']}", flush=True)
+            t0 = time.perf_counter()
+            moved = maybe_move_to_server(store, name, settings)
+            out["move_s"] = round(time.perf_counter() - t0, 1)
+            assert moved is not None, "the store did not move"
+        t0 = time.perf_counter()
+        with FaceStore(settings) as store:  # a new process's view: the same Lite path, now the standalone
+            out["reopen_s"] = round(time.perf_counter() - t0, 2)
+            out["backend_after_move"] = "milvus-lite" if store.on_lite else "milvus-server"
+            served = timed_search(store, store.resolve(settings.alias), data["queries"], 10, args.nprobe)
+            out["default_after_move"] = {k: v for k, v in served.items() if k != "found"} | {"recall_at_10": recall_at_k(served.pop("found"), truth, 10)}
+        print(f"moved in {out['move_s']} s; default store after the move: {out['default_after_move']}", flush=True)
+    finally:
+        LocalMilvusServer(settings.server_dir).stop()
+        shutil.rmtree(work, ignore_errors=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(out, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
