@@ -100,9 +100,9 @@ class CollectionsMixin(StoreConnection):
         if rows > LITE_COMFORTABLE_ROWS:
             log.warning(
                 "%s holds %d faces in Milvus Lite, whose searches slow down linearly past ~%d rows "
-                "(57 ms at 100k); `facesearch store start` and FACESEARCH__MILVUS__URI=http://127.0.0.1:19530 "
-                "keep them at 3-4 ms (README: Performance)",
-                name, rows, LITE_COMFORTABLE_ROWS,
+                "(57 ms at 100k); the local Milvus standalone keeps them at 3-4 ms: the store moves there on its own "
+                "at milvus.auto_server_faces=%d (0 = never), or now with `facesearch store move` (README: Performance)",
+                name, rows, LITE_COMFORTABLE_ROWS, self.settings.auto_server_faces,
             )
 
     @retrying
