@@ -42,6 +42,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/bench_ingest.py --out bench/results/ingest.json
 	$(BIN)/python bench/bench_scale.py --copies 16 --shard-images 8 --out bench/results/scale.json
+	$(BIN)/python bench/bench_default_store.py --faces 100000 --out bench/results/default_store.json
 	$(BIN)/python bench/bench_search.py --sizes 10000 100000 --dim 128 --backends lite standalone faiss numpy \
 		--out bench/results/search.json
 	$(BIN)/python bench/bench_search.py --sizes 1000000 --dim 128 --backends lite faiss numpy --timeout-s 900 \

@@ -50,6 +50,7 @@ def summarise() -> dict[str, Any]:
     scale = _load("scale.json")
     search = _load("search.json")
     search_1m = _load("search_1m.json")
+    default_store = _load("default_store.json")
     table = search_table(search, search_1m)
     at = table.get("100000", {})
     ours, faiss, exact = at.get(DEFAULT_BACKEND, {}), at.get("faiss", {}), at.get("numpy", {})
@@ -70,6 +71,12 @@ def summarise() -> dict[str, Any]:
         "faiss_batched_qps": faiss.get("batched_qps"),
         "exact_single_qps": exact.get("single_qps"),
         "batched_vs_faiss": round(ours["batched_qps"] / faiss["batched_qps"], 4) if ours.get("batched_qps") and faiss.get("batched_qps") else None,
+        "default_store_faces": default_store.get("faces"),
+        "default_store_lite_p50_ms": (default_store.get("lite") or {}).get("p50_ms"),
+        "default_store_p50_ms": (default_store.get("default_after_move") or {}).get("p50_ms"),
+        "default_store_p99_ms": (default_store.get("default_after_move") or {}).get("p99_ms"),
+        "default_store_recall_at_10": (default_store.get("default_after_move") or {}).get("recall_at_10"),
+        "default_store_move_s": default_store.get("move_s"),
         "search_by_size": table,
         "vectors": search.get("vectors"),
         "machine": search.get("machine") or ingest.get("machine"),
@@ -127,6 +134,8 @@ def plot(summary: dict[str, Any]) -> list[Path]:
 
 def main() -> int:
     summary = summarise()
+    previous = _load("summary.json")  # a part of `make bench` run alone keeps the other parts' figures
+    summary = {**previous, **{k: v for k, v in summary.items() if v is not None or k not in previous}}
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "summary.json").write_text(json.dumps(summary, indent=2))
     plots = plot(summary)
