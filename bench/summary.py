@@ -135,7 +135,7 @@ def plot(summary: dict[str, Any]) -> list[Path]:
 def main() -> int:
     summary = summarise()
     previous = _load("summary.json")  # a part of `make bench` run alone keeps the other parts' figures
-    summary = {**previous, **{k: v for k, v in summary.items() if v is not None or k not in previous}}
+    summary = {**previous, **{k: v for k, v in summary.items() if v not in (None, {}, []) or k not in previous}}
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "summary.json").write_text(json.dumps(summary, indent=2))
     plots = plot(summary)
