@@ -15,6 +15,7 @@ from facesearch.errors import (
     FaceSearchError,
     ImageError,
     NoFaceError,
+    PersonNotFoundError,
     StoreBusyError,
     StoreUnavailableError,
 )
@@ -40,6 +41,8 @@ def error_status(exc: FaceSearchError) -> tuple[int, str]:
         return 422, "no_face"
     if isinstance(exc, ConfigError):  # the server's configuration, not the request, is wrong
         return 500, "config_error"
+    if isinstance(exc, PersonNotFoundError):
+        return 404, "person_not_found"
     if isinstance(exc, BadInputError):
         return 422, "bad_input"
     if isinstance(exc, CollectionNotFoundError):

@@ -27,6 +27,7 @@ class SearchHit(BaseModel):
     distance: float
     identity: str | None
     image_sha256: str
+    same_person: bool | None  # within the encoder's calibrated same-person threshold (null: none calibrated)
 
 
 class SearchFace(BaseModel):
@@ -37,6 +38,7 @@ class SearchFace(BaseModel):
 
 class SearchResult(BaseModel):
     query: str
+    threshold: float | None
     faces: list[SearchFace]
 
 
