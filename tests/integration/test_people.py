@@ -127,7 +127,7 @@ def test_manage_people_through_the_api(johns_store: tuple[Settings, Cli]) -> Non
 
 def test_search_hits_say_same_person_by_the_threshold(johns_store: tuple[Settings, Cli], johns: Path) -> None:
     _, cli = johns_store
-    query = sorted((johns / "John_Simm").glob("*.jpg"))[0]
+    query = min((johns / "John_Simm").glob("*.jpg"))
     doc = run(cli, "search", str(query), "-k", "20", "--json")
     threshold = doc["threshold"]
     hits = doc["faces"][0]["hits"]
