@@ -89,7 +89,7 @@ class PeopleService:
         person = self.resolve(name_or_id)
         if name is not None:
             name = name.strip()
-            if len(name) > NAME_MAX or any(ord(c) < 32 for c in name):
+            if len(name) > NAME_MAX or any(ord(c) < 32 or 0xD800 <= ord(c) <= 0xDFFF for c in name):
                 raise BadInputError(f"a person's name must be at most {NAME_MAX} printable characters")
         changed = Person(person.id, person.encoder, person.name if name is None else name, person.hidden if hidden is None else hidden, person.created_at)
         self.people.put_persons([changed])

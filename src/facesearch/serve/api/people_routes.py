@@ -10,7 +10,7 @@ from facesearch.serve.api.errors import error_responses
 from facesearch.serve.api.schemas import PeopleResult, PersonDetail, PersonMerge, PersonPatch, PersonPhotos
 from facesearch.serve.api.services import in_thread, services_of
 
-PersonId = Annotated[int, PathParam(ge=0, description="The person's id (`GET /people`).")]
+PersonId = Annotated[int, PathParam(ge=0, le=2**63 - 1, description="The person's id (`GET /people`).")]
 
 
 def add_people_routes(app: FastAPI, guarded: list[Any], auth: tuple[int, ...]) -> None:
