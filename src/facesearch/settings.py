@@ -100,9 +100,15 @@ class IdentifySettings(_Section):
 class PeopleSettings(_Section):
     # Clustering faces into persons (serve.people): DBSCAN-like within identify.thresholds[encoder].
     min_faces: int = Field(3, ge=1, le=10_000, description="faces a person needs (DBSCAN min_samples, the face itself included)")
-    k: int = Field(64, ge=2, le=16384, description="neighbours fetched per face by the range search")
+    k: int = Field(16, ge=2, le=16384, description="nearest faces fetched per face (top-k search, cut at the threshold)")
     query_batch: int = Field(256, ge=1, description="faces per Milvus search call")
     nprobe: int = Field(0, ge=0, le=65536, description="IVF lists searched; 0 = all of them (exact neighbours)")
+
+    @model_validator(mode="after")
+    def _k_covers_min_faces(self) -> PeopleSettings:
+        if self.k < self.min_faces:
+            raise ValueError(f"people.k ({self.k}) must be at least people.min_faces ({self.min_faces}): a face's neighbours are counted among its k nearest")
+        return self
 
 
 class DuplicateSettings(_Section):

@@ -10,11 +10,12 @@ from facesearch.serve.api.errors import error_responses
 from facesearch.serve.api.schemas import PeopleResult, PersonDetail, PersonMerge, PersonPatch, PersonPhotos
 from facesearch.serve.api.services import in_thread, services_of
 
-PersonId = Annotated[int, PathParam(ge=0, le=2**63 - 1, description="The person's id (`GET /people`).")]
+PersonId = Annotated[int, PathParam(ge=0, le=2**53, description="The person's id (`GET /people`).")]
 
 
 def add_people_routes(app: FastAPI, guarded: list[Any], auth: tuple[int, ...]) -> None:
     errors = error_responses(*auth, 404, 422, 500, 503)
+    body_errors = error_responses(400, *auth, 404, 422, 500, 503)  # a JSON body that does not parse
 
     async def with_people(request: Request, action: Callable[[Any], dict[str, Any]]) -> dict[str, Any]:
         from facesearch.serve.people import PeopleService
@@ -37,12 +38,12 @@ def add_people_routes(app: FastAPI, guarded: list[Any], auth: tuple[int, ...]) -
         """One person and each of its faces."""
         return await with_people(request, lambda p: p.show(person_id))
 
-    @app.patch("/people/{person_id}", response_model=PersonDetail, responses=errors, dependencies=guarded, tags=["people"])
+    @app.patch("/people/{person_id}", response_model=PersonDetail, responses=body_errors, dependencies=guarded, tags=["people"])
     async def patch_person(request: Request, person_id: PersonId, body: Annotated[PersonPatch, Body()]) -> dict[str, Any]:
         """Rename (``name``; '' = unnamed) and/or hide (``hidden``) a person."""
         return await with_people(request, lambda p: p.update(person_id, name=body.name, hidden=body.hidden))
 
-    @app.post("/people/{person_id}/merge", response_model=PersonDetail, responses=errors, dependencies=guarded, tags=["people"])
+    @app.post("/people/{person_id}/merge", response_model=PersonDetail, responses=body_errors, dependencies=guarded, tags=["people"])
     async def merge(request: Request, person_id: PersonId, body: Annotated[PersonMerge, Body()]) -> dict[str, Any]:
         """Merge person ``other`` into this one: its faces move here and it disappears."""
         return await with_people(request, lambda p: p.merge(person_id, body.other))

@@ -119,4 +119,4 @@ class PersonPatch(BaseModel):
 
 
 class PersonMerge(BaseModel):
-    other: int = Field(ge=0, le=2**63 - 1, description="Id of the person merged into this one (it disappears).")
+    other: int = Field(ge=0, le=2**53, description="Id of the person merged into this one (it disappears).")
