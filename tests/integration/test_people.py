@@ -102,7 +102,7 @@ def test_manage_people_through_the_cli(johns_store: tuple[Settings, Cli]) -> Non
     assert cli("people", "merge", "Jane Doe", "Jane Doe", settings_args=SFACE).exit_code == 2
 
 
-def test_manage_people_through_the_api(johns_store: tuple[Settings, Cli]) -> None:
+def test_manage_people_through_the_api(johns_store: tuple[Settings, Cli], johns: Path) -> None:
     settings, cli = johns_store
     reset_people(settings)
     run(cli, "people", "cluster", "--json")
@@ -123,6 +123,10 @@ def test_manage_people_through_the_api(johns_store: tuple[Settings, Cli]) -> Non
         assert missing.status_code == 404 and missing.json()["error"] == "person_not_found"
         assert client.patch(f"/people/{a}", json={"name": "x" * 300}).status_code == 422
         assert client.post(f"/people/{a}/merge", json={"other": a}).status_code == 422
+        query = min((johns / "John_Simm").glob("*.jpg"))
+        found = client.post("/search", files={"image": (query.name, query.read_bytes(), "image/jpeg")}, data={"k": "20"})
+        hits, threshold = found.json()["faces"][0]["hits"], found.json()["threshold"]
+        assert any(h["same_person"] is False for h in hits) and all(h["same_person"] == (h["distance"] <= threshold) for h in hits)
 
 
 def test_search_hits_say_same_person_by_the_threshold(johns_store: tuple[Settings, Cli], johns: Path) -> None:
