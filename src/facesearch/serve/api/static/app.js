@@ -284,7 +284,11 @@
       fold.dataset.testid = "not-same-person";
       fold.append(el("summary", "", `Not the same person (nearest faces): ${others.length}`));
       const rest = el("ol", "gallery");
-      others.forEach((hit, rank) => rest.append(match(hit, same.length + rank)));
+      others.forEach((hit, rank) => {
+        const item = match(hit, same.length + rank);
+        item.querySelector("img").loading = "eager"; // lazy images in a closed <details> would never finish loading
+        rest.append(item);
+      });
       fold.append(rest);
       article.append(fold);
     }
