@@ -6,6 +6,7 @@ plus 10% loners (one face each). Reports seconds for a full clustering, an incre
 faces, the quality (BCubed F1 against the generating labels) and the peak RSS of this process.
 
     python bench/bench_people.py --faces 10000 100000 --out bench/results/people.json
+    python bench/bench_people.py --faces 100000 --rule-only   # the rule alone, on neighbour lists from the labels
 """
 
 from __future__ import annotations
@@ -44,9 +45,19 @@ def records(vectors: np.ndarray, start: int) -> list[Any]:
     from facesearch.store import FaceRecord
 
     return [
-        FaceRecord(id=start + i, image_path=f"/synthetic/{start + i}.jpg", image_paths=[f"/synthetic/{start + i}.jpg"],
-                   image_sha256=f"{start + i:064x}", image_phash=0, face_index=0, bbox=[0, 0, 1, 1], det_prob=1.0,
-                   identity="", encoder=ENCODER, embedding=v)
+        FaceRecord(
+            id=start + i,
+            image_path=f"/synthetic/{start + i}.jpg",
+            image_paths=[f"/synthetic/{start + i}.jpg"],
+            image_sha256=f"{start + i:064x}",
+            image_phash=0,
+            face_index=0,
+            bbox=[0, 0, 1, 1],
+            det_prob=1.0,
+            identity="",
+            encoder=ENCODER,
+            embedding=v,
+        )
         for i, v in enumerate(vectors)
     ]
 
@@ -79,9 +90,35 @@ def run(n: int, uri: str, per_person: int) -> dict[str, Any]:
     predicted = [str(assigned[i].person_id) if i in assigned else None for i in range(n)]
     scores = clustering_scores(labels, predicted)
     return {
-        "faces": n, "nlist": nlist, "people_nprobe": 32, "full_s": round(full_s, 2), "incremental_s": round(incremental_s, 2),
-        "incremental_faces": incremental["clustered"], "persons": full["persons"], "bcubed_f1": scores["bcubed_f1"],
-        "merged": scores["merged"], "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "faces": n,
+        "nlist": nlist,
+        "people_nprobe": 32,
+        "full_s": round(full_s, 2),
+        "incremental_s": round(incremental_s, 2),
+        "incremental_faces": incremental["clustered"],
+        "persons": full["persons"],
+        "bcubed_f1": scores["bcubed_f1"],
+        "merged": scores["merged"],
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
+
+
+def rule_only(n: int, per_person: int) -> dict[str, Any]:
+    """The rule's own cost (graph, components, labels) on neighbour lists a search would return, without Milvus."""
+    from facesearch.serve.people_cluster import apply_rule
+
+    _, labels = synthetic(n, per_person, seed=n)
+    members: dict[str, list[int]] = {}
+    for i, label in enumerate(labels):
+        members.setdefault(label, []).append(i)
+    neighbours = [[(j, 0.7) for j in members[label][:16]] for label in labels]
+    started = time.perf_counter()
+    result = apply_rule(np.arange(n, dtype=np.int64), neighbours, 3, {}, {})
+    return {
+        "faces": n,
+        "rule_only_s": round(time.perf_counter() - started, 2),
+        "clusters": int(result.labels.max()) + 1,
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
 
 
@@ -91,10 +128,15 @@ def main() -> None:
     parser.add_argument("--per-person", type=int, default=10)
     parser.add_argument("--uri", default="", help="Milvus URI (default: a fresh Milvus Lite file per size)")
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--rule-only", action="store_true", help="time the rule on synthetic neighbour lists, no Milvus")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     results = []
     for n in args.faces:
+        if args.rule_only:
+            results.append(rule_only(n, args.per_person))
+            print(json.dumps(results[-1]), flush=True)
+            continue
         with tempfile.TemporaryDirectory() as tmp:
             result = run(n, args.uri or f"{tmp}/people.db", args.per_person)
         print(json.dumps(result), flush=True)
