@@ -36,6 +36,10 @@ class NoFaceError(BadInputError):
     """A query image contains no detectable face."""
 
 
+class PersonNotFoundError(BadInputError):
+    """No person with the id or name asked for (``facesearch people``, ``/people``)."""
+
+
 class WeightsMissingError(FaceSearchError):
     """Model weights are not on disk and could not be fetched."""
 

@@ -100,6 +100,20 @@ class IdentifySettings(_Section):
     thresholds: dict[str, float] = {"dlib-resnet-v1": 0.42, "facenet-vggface2": 1.05, "sface-2021dec": 1.04}
 
 
+class PeopleSettings(_Section):
+    # Clustering faces into persons (serve.people): DBSCAN-like within identify.thresholds[encoder].
+    min_faces: int = Field(3, ge=1, le=10_000, description="faces a person needs (DBSCAN min_samples, the face itself included)")
+    k: int = Field(16, ge=2, le=16384, description="nearest faces fetched per face (top-k search, cut at the threshold)")
+    query_batch: int = Field(256, ge=1, description="faces per Milvus search call")
+    nprobe: int = Field(0, ge=0, le=65536, description="IVF lists searched; 0 = all of them (exact neighbours)")
+
+    @model_validator(mode="after")
+    def _k_covers_min_faces(self) -> PeopleSettings:
+        if self.k < self.min_faces:
+            raise ValueError(f"people.k ({self.k}) must be at least people.min_faces ({self.min_faces}): a face's neighbours are counted among its k nearest")
+        return self
+
+
 class DuplicateSettings(_Section):
     # Candidate radius: max L2 distance between matching faces of two copies, per encoder id.
     # dlib: resized/recompressed copies of the samples stay below 0.52 (tiny VOC faces), most below 0.2.
@@ -208,6 +222,7 @@ class Settings(_Section):
     search: SearchSettings = SearchSettings()
     identify: IdentifySettings = IdentifySettings()
     duplicates: DuplicateSettings = DuplicateSettings()
+    people: PeopleSettings = PeopleSettings()
     paths: PathSettings = PathSettings()
     dataset: DatasetSettings = DatasetSettings()
     validation: ValidationSettings = ValidationSettings()
@@ -232,7 +247,7 @@ class Settings(_Section):
 
 
 # Sections that say where and how FaceSearch runs, not what it builds: left out of fingerprint().
-OPERATIONAL_SECTIONS = ("milvus", "paths", "tracking", "schedule", "api", "logging", "compute")
+OPERATIONAL_SECTIONS = ("milvus", "paths", "tracking", "schedule", "api", "logging", "compute", "people")
 
 
 class _Sources(BaseSettings):
@@ -248,6 +263,7 @@ class _Sources(BaseSettings):
     search: dict[str, Any] = {}
     identify: dict[str, Any] = {}
     duplicates: dict[str, Any] = {}
+    people: dict[str, Any] = {}
     paths: dict[str, Any] = {}
     dataset: dict[str, Any] = {}
     validation: dict[str, Any] = {}

@@ -157,7 +157,8 @@ def test_search_finds_the_held_out_person_first(client: TestClient, indexed: Ind
     assert len(hits) == 5 and hits[0]["identity"] == "John_Simm"
     assert Path(hits[0]["image_path"]).parent.name == "John_Simm"
     assert [h["distance"] for h in hits] == sorted(h["distance"] for h in hits)
-    assert set(hits[0]) == {"image_path", "face_index", "bbox", "distance", "identity", "image_sha256"}
+    assert set(hits[0]) == {"image_path", "face_index", "bbox", "distance", "identity", "image_sha256", "same_person"}
+    assert hits[0]["same_person"] is True and doc["threshold"] == indexed.settings.identify.thresholds["dlib-resnet-v1"]
 
 
 def test_identify_returns_the_identity(client: TestClient, indexed: Indexed):

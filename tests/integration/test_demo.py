@@ -38,3 +38,7 @@ def test_demo_builds_and_reads_the_store_it_was_given(tmp_path: Path, samples: P
     with FaceStore(settings.milvus) as store:
         target = store.alias_target(settings.milvus.alias)
         assert target is not None and store.count(target) >= 100
+        from facesearch.store.people_store import PeopleStore
+
+        named = {p.name for p in PeopleStore(store).persons(store.encoder_of(target) or "").values()}
+        assert {d.name for d in (samples / "johns").iterdir() if d.is_dir()} <= named, "the demo's people are not named by the enrolled johns"

@@ -9,10 +9,12 @@ from __future__ import annotations
 from facesearch.cli import ingest, pipeline, query  # noqa: F401, I001  (importing registers their commands, in help order)
 from facesearch.cli.common import app
 from facesearch.cli.dataset import dataset_app
+from facesearch.cli.people import people_app
 from facesearch.cli.store import store_app
 
 app.add_typer(dataset_app, name="dataset")
 app.add_typer(store_app, name="store")
+app.add_typer(people_app, name="people")
 
 __all__ = ["app", "main"]
 

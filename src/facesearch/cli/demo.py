@@ -103,6 +103,7 @@ def run_demo(
             hits = ", ".join(f"{Path(h['image_path']).name}#{h['face_index']} ({h['distance']:.2f})" for h in face["hits"])
             out.print(f"face {i} at {[round(v) for v in face['bbox']]}: {hits}")
         stats = collection_stats(service.store, service.target()[0])
+        people = _show_people(service, settings, out)
 
     out.rule("where the data went")
     out.print(
@@ -113,4 +114,23 @@ def run_demo(
         f"MLflow      {settings.tracking.mlflow_uri} (experiment {settings.tracking.experiment}); UI: make mlflow-ui\n"
         f"demo finished in {time.perf_counter() - started:.1f} s"
     )
-    return {"identified": correct, "held_out": len(held_out), "promotion": promotion}
+    return {"identified": correct, "held_out": len(held_out), "promotion": promotion, "people": people}
+
+
+def _show_people(service: QueryService, settings: Settings, out: Console) -> dict[str, Any]:
+    """Step 5: the faces grouped into persons (enrolled names seed them; the group photos' strangers stay apart)."""
+    from facesearch.serve.people import PeopleService
+    from facesearch.serve.people_cluster import cluster_people
+
+    out.rule("5. who is in the photos? (facesearch people cluster)")
+    collection = service.target()[0]
+    found = cluster_people(service.store, settings, collection)
+    table = Table("person", "faces", "photos of")
+    for person in PeopleService(service.store, collection).list()["people"]:
+        table.add_row(person["display_name"], str(person["faces"]), Path(person["cover"]["image_path"]).parent.name if person["cover"] else "-")
+    out.print(table)
+    out.print(
+        f"{found['persons']} people among {found['faces']} faces; {found['unassigned']} faces belong to nobody yet "
+        f"(a person needs {found['min_faces']} faces within {found['threshold']} of each other)"
+    )
+    return found

@@ -31,9 +31,10 @@ def search(
 
 def _render_search(doc: dict[str, Any]) -> None:
     for i, face in enumerate(doc["faces"]):
-        table = Table("#", "distance", "identity", "image", "face", title=f"face {i} at {face['bbox']} (p={face['det_prob']})")
+        table = Table("#", "distance", "same person", "identity", "image", "face", title=f"face {i} at {face['bbox']} (p={face['det_prob']})")
         for rank, hit in enumerate(face["hits"], 1):
-            table.add_row(str(rank), f"{hit['distance']:.3f}", hit["identity"] or "-", hit["image_path"], str(hit["face_index"]))
+            same = {True: "[green]yes[/]", False: "[dim]no[/]", None: "?"}[hit.get("same_person")]
+            table.add_row(str(rank), f"{hit['distance']:.3f}", same, hit["identity"] or "-", hit["image_path"], str(hit["face_index"]))
         stdout.print(table)
 
 

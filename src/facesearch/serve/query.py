@@ -47,7 +47,8 @@ class QueryService:
         collection, nprobe = self.target()
         faces = query_faces(self.encoder, image)
         results = search_faces(self.store, collection, faces, k or self.settings.search.k, nprobe)
-        return search_json(label or str(image.path), results)
+        threshold = self.settings.identify.thresholds.get(self.encoder.encoder_id)  # the one identify and people use
+        return search_json(label or str(image.path), results, threshold)
 
     def identify(self, image: LoadedImage, threshold: float | None = None, label: str | None = None) -> dict[str, Any]:
         collection, nprobe = self.target()

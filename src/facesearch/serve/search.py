@@ -37,7 +37,8 @@ def bbox_json(bbox: Any) -> list[float]:
     return [round(float(v), 1) for v in bbox]
 
 
-def hit_json(hit: Hit) -> dict[str, Any]:
+def hit_json(hit: Hit, threshold: float | None = None) -> dict[str, Any]:
+    """One hit; ``same_person`` says whether it is within the encoder's calibrated threshold (None: none calibrated)."""
     return {
         "image_path": hit.image_path,
         "face_index": hit.face_index,
@@ -45,14 +46,13 @@ def hit_json(hit: Hit) -> dict[str, Any]:
         "distance": round(hit.distance, 6),
         "identity": hit.identity or None,
         "image_sha256": hit.image_sha256,
+        "same_person": None if threshold is None else hit.distance <= threshold,
     }
 
 
-def search_json(query: str, results: list[FaceHits]) -> dict[str, Any]:
+def search_json(query: str, results: list[FaceHits], threshold: float | None = None) -> dict[str, Any]:
     return {
         "query": query,
-        "faces": [
-            {"bbox": bbox_json(r.face.bbox), "det_prob": round(r.face.det_prob, 4), "hits": [hit_json(h) for h in r.hits]}
-            for r in results
-        ],
+        "threshold": threshold,
+        "faces": [{"bbox": bbox_json(r.face.bbox), "det_prob": round(r.face.det_prob, 4), "hits": [hit_json(h, threshold) for h in r.hits]} for r in results],
     }

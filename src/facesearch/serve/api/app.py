@@ -24,6 +24,7 @@ from facesearch.errors import (
 from facesearch.serve.api.auth import api_key_dependency, check_bind_allowed
 from facesearch.serve.api.errors import facesearch_error_handler, http_error_handler, validation_error_handler
 from facesearch.serve.api.middleware import MULTIPART_SLACK, ErrorBoundary, UploadLimit
+from facesearch.serve.api.people_routes import add_people_routes
 from facesearch.serve.api.routes import add_docs_routes, add_open_routes, add_query_routes, add_store_routes
 from facesearch.serve.api.services import Limiters, Services, in_thread
 from facesearch.settings import ApiSettings, Settings
@@ -66,6 +67,7 @@ def create_app(settings: Settings) -> FastAPI:
     add_docs_routes(app)
     add_query_routes(app, settings.api, settings.search.k, guarded, auth)
     add_store_routes(app, guarded, auth)
+    add_people_routes(app, guarded, auth)
     return app
 
 

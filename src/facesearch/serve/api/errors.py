@@ -15,6 +15,7 @@ from facesearch.errors import (
     FaceSearchError,
     ImageError,
     NoFaceError,
+    PersonNotFoundError,
     StoreBusyError,
     StoreUnavailableError,
 )
@@ -40,6 +41,8 @@ def error_status(exc: FaceSearchError) -> tuple[int, str]:
         return 422, "no_face"
     if isinstance(exc, ConfigError):  # the server's configuration, not the request, is wrong
         return 500, "config_error"
+    if isinstance(exc, PersonNotFoundError):
+        return 404, "person_not_found"
     if isinstance(exc, BadInputError):
         return 422, "bad_input"
     if isinstance(exc, CollectionNotFoundError):
@@ -69,7 +72,20 @@ async def facesearch_error_handler(request: Request, exc: Exception) -> JSONResp
 async def http_error_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = getattr(exc, "error", None) or {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-    return error_response(exc.status_code, code, str(exc.detail), getattr(exc, "headers", None))
+    headers = getattr(exc, "headers", None)
+    if exc.status_code == 405:  # Starlette lists only the first matching route's methods (GET /people/{id} hides PATCH)
+        headers = {**(headers or {}), "Allow": ", ".join(allowed_methods(request))}
+    return error_response(exc.status_code, code, str(exc.detail), headers)
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route of the app serves at this path."""
+    methods: set[str] = set()
+    for route in request.app.routes:
+        regex, route_methods = getattr(route, "path_regex", None), getattr(route, "methods", None)
+        if regex is not None and route_methods and regex.match(request.url.path):
+            methods |= set(route_methods)
+    return sorted(methods)
 
 
 async def validation_error_handler(request: Request, exc: Exception) -> JSONResponse:

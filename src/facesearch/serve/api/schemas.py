@@ -2,7 +2,7 @@
 
 from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 
 # -- response documents (the CLI's --json shapes) ------------------------------------------------
@@ -27,6 +27,7 @@ class SearchHit(BaseModel):
     distance: float
     identity: str | None
     image_sha256: str
+    same_person: bool | None  # within the encoder's calibrated same-person threshold (null: none calibrated)
 
 
 class SearchFace(BaseModel):
@@ -37,6 +38,7 @@ class SearchFace(BaseModel):
 
 class SearchResult(BaseModel):
     query: str
+    threshold: float | None
     faces: list[SearchFace]
 
 
@@ -75,3 +77,46 @@ class StatsResult(BaseModel):
     encoder: str | None
     dim: int
     index: IndexDoc
+
+
+# -- people ------------------------------------------------------------------------------------
+class PersonFace(BaseModel):
+    face_id: int
+    image_path: str
+    image_sha256: str
+    face_index: int
+    bbox: list[float]
+
+
+class PersonDoc(BaseModel):
+    id: int
+    name: str | None
+    display_name: str  # the name, or "Person 12" while unnamed
+    hidden: bool
+    faces: int
+    cover: PersonFace | None
+
+
+class PeopleResult(BaseModel):
+    collection: str
+    encoder: str
+    people: list[PersonDoc]
+
+
+class PersonDetail(PersonDoc):
+    face_list: list[PersonFace]
+    merged: dict[str, int] | None = None
+
+
+class PersonPhotos(BaseModel):
+    person: PersonDoc
+    photos: list[PersonFace]
+
+
+class PersonPatch(BaseModel):
+    name: str | None = Field(None, max_length=255, description="New name; '' = unnamed again.")
+    hidden: bool | None = None
+
+
+class PersonMerge(BaseModel):
+    other: int = Field(ge=0, le=2**53, description="Id of the person merged into this one (it disappears).")

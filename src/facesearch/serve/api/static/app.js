@@ -271,10 +271,27 @@
       article.append(el("p", "no-hits", "No stored faces to compare with."));
       return article;
     }
+    // Same person (within the encoder's calibrated threshold) first; the nearest strangers folded below.
+    const same = face.hits.filter((hit) => hit.same_person !== false);
+    const others = face.hits.filter((hit) => hit.same_person === false);
     const gallery = el("ol", "gallery");
     gallery.dataset.testid = "gallery";
-    face.hits.forEach((hit, rank) => gallery.append(match(hit, rank)));
-    article.append(gallery);
+    same.forEach((hit, rank) => gallery.append(match(hit, rank)));
+    if (!same.length) article.append(el("p", "no-hits", "Nobody here is the same person as this face."));
+    else article.append(gallery);
+    if (others.length) {
+      const fold = el("details", "not-same");
+      fold.dataset.testid = "not-same-person";
+      fold.append(el("summary", "", `Not the same person (nearest faces): ${others.length}`));
+      const rest = el("ol", "gallery");
+      others.forEach((hit, rank) => {
+        const item = match(hit, same.length + rank);
+        item.querySelector("img").loading = "eager"; // lazy images in a closed <details> would never finish loading
+        rest.append(item);
+      });
+      fold.append(rest);
+      article.append(fold);
+    }
     return article;
   }
 
@@ -294,6 +311,7 @@
   function match(hit, rank) {
     const item = el("li", "match");
     item.dataset.testid = "match";
+    item.dataset.samePerson = String(hit.same_person !== false);
     item.append(el("span", "rank", `#${rank + 1}`));
 
     const button = el("button", "thumb-button");
