@@ -21,6 +21,11 @@ from flows.embed import embed_on_dask
 IO_RETRIES = {"retries": 2, "retry_delay_seconds": [2, 10]}
 
 
+def one_retry_layer(settings: Settings) -> Settings:
+    """Inside a task Prefect retries, Milvus calls are not retried again by FaceStore (retries would multiply)."""
+    return settings.model_copy(update={"milvus": settings.milvus.model_copy(update={"retries": 0})})
+
+
 @task
 def version_dataset(settings: Settings) -> pipeline.DatasetVersion:
     return pipeline.version_dataset(settings)
@@ -72,12 +77,15 @@ def validate_embeddings(manifest: pd.DataFrame, settings: Settings, encoder_id: 
 
 @task(**IO_RETRIES)
 def serving_is_current(settings: Settings, version: pipeline.DatasetVersion, encoder_id: str) -> Any:
-    return pipeline.serving_is_current(settings, version, encoder_id)
+    return pipeline.serving_is_current(one_retry_layer(settings), version, encoder_id)
 
 
 @task(**IO_RETRIES)
 def load_candidate(manifest: pd.DataFrame, settings: Settings, version: pipeline.DatasetVersion, encoder_id: str) -> Any:
-    return pipeline.load_candidate_step(manifest, settings, version, encoder_id)
+    from prefect.runtime import flow_run
+
+    # named after the flow run, not the clock: a retry (task or flow) resumes the same collection
+    return pipeline.load_candidate_step(manifest, one_retry_layer(settings), version, encoder_id, run_key=str(flow_run.id))
 
 
 @task
@@ -90,7 +98,7 @@ def sweep(settings: Settings, candidate: Any) -> Any:
 
 @task(**IO_RETRIES)
 def promote(settings: Settings, collection: str, result: Any, runs: Any) -> Any:
-    promotion = pipeline.promote_best(settings, collection, result, runs)
+    promotion = pipeline.promote_best(one_retry_layer(settings), collection, result, runs)  # a retry completes a half-done one
     create_markdown_artifact(key="promotion", markdown=promotion.to_markdown(), description=f"promoted {collection}")
     return promotion
 

@@ -74,7 +74,9 @@ def sweep(ctx: typer.Context, as_json: JsonOpt = False, out: OutOpt = None) -> N
         version = recorded_version(settings)
         manifest = pipeline.build_manifest(settings)
         encoder_id = build_encoder(settings).encoder_id
-        candidate = pipeline.load_candidate_step(manifest, settings, version, encoder_id)
+        import uuid
+
+        candidate = pipeline.load_candidate_step(manifest, settings, version, encoder_id, run_key=f"cli-sweep-{uuid.uuid4()}")
         result, runs = pipeline.sweep_candidate(settings, candidate)
         doc = {"collection": candidate.collection, "dataset_version": version.md5, "mlflow_run_id": runs.parent_run_id, **result.as_dict()}
         _emit_to(doc, out, as_json)

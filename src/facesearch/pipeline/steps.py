@@ -106,9 +106,10 @@ def serving_is_current(settings: Settings, version: DatasetVersion, encoder_id: 
     return Freshness(same, target, why)
 
 
-def load_candidate_step(manifest: pd.DataFrame, settings: Settings, version: DatasetVersion, encoder_id: str) -> Candidate:
+def load_candidate_step(manifest: pd.DataFrame, settings: Settings, version: DatasetVersion, encoder_id: str, run_key: str) -> Candidate:
+    """Load (or, on a retry with the same ``run_key``, finish loading) this run's candidate."""
     with FaceStore(settings.milvus) as store:
-        return load_candidate(store, settings, manifest, encoder_id, ENCODER_DIMS[encoder_id], version.md5)
+        return load_candidate(store, settings, manifest, encoder_id, ENCODER_DIMS[encoder_id], version.md5, run_key)
 
 
 def dataset_path(settings: Settings) -> str:
