@@ -97,7 +97,7 @@ def promote(
         from facesearch.errors import FaceSearchError
         from facesearch.pipeline import steps as pipeline
         from facesearch.pipeline.promote import rollback as do_rollback
-        from facesearch.pipeline.tracking import SweepRuns, client_for, latest_sweep_run, load_sweep
+        from facesearch.pipeline.tracking import latest_sweep_run, sweep_for_promotion
         from facesearch.store import FaceStore
 
         if rollback:
@@ -107,9 +107,7 @@ def promote(
         parent = run_id or latest_sweep_run(settings.tracking)
         if parent is None:
             raise FaceSearchError("no sweep run in MLflow to promote: run `facesearch sweep` or `facesearch reindex` first")
-        result = load_sweep(settings.tracking, parent)
-        tags = client_for(settings.tracking).get_run(parent).data.tags
-        runs = SweepRuns("", parent, {int(k): v for k, v in json.loads(tags.get("children", "{}")).items()})
+        result, runs = sweep_for_promotion(settings.tracking, parent)  # a sweep that died: clear error, alias untouched
         promotion = pipeline.promote_best(settings, result.collection, result, runs)
         emit(promotion.as_dict(), as_json, lambda d: stdout.print(promotion.to_markdown()))
 

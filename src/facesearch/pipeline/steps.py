@@ -147,7 +147,7 @@ def sweep_candidate(settings: Settings, candidate: Candidate, extra_artifacts: l
 
 def promote_best(settings: Settings, collection: str, result: SweepResult, runs: SweepRuns) -> Promotion:
     """Choose by the promotion rule, build it on the candidate, move the alias, tag MLflow."""
-    from facesearch.pipeline.tracking import tag_promoted
+    from facesearch.pipeline.tracking import require_runs, tag_promoted
 
     best, reason = choose_trial(result.trials, settings.promotion.min_recall)
     child = runs.child_run_ids.get(best.nlist)
@@ -156,6 +156,7 @@ def promote_best(settings: Settings, collection: str, result: SweepResult, runs:
             f"sweep run {runs.parent_run_id} has no child run for nlist={best.nlist} (the sweep stopped before logging it); "
             "nothing was promoted: run the sweep again (facesearch sweep, or facesearch reindex --force)"
         )
+    require_runs(settings.tracking, [runs.parent_run_id, child])  # the runs the bookkeeping tags, before the alias moves
     with FaceStore(settings.milvus) as store:
         promotion = promote(store, settings, collection, best, reason, child)
     tag_promoted(settings.tracking, {"parent": runs.parent_run_id, "child": child}, reason)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from facesearch.errors import FaceSearchError
 from facesearch.pipeline.sweep import SweepResult, Trial
 from facesearch.settings import TrackingSettings
 
@@ -160,6 +161,38 @@ def load_sweep(settings: TrackingSettings, run_id: str) -> SweepResult:
     with tempfile.TemporaryDirectory() as tmp:
         local = client.download_artifacts(run_id, TRIALS_ARTIFACT, tmp)
         return SweepResult.from_dict(json.loads(Path(local).read_text()))
+
+
+def sweep_for_promotion(settings: TrackingSettings, parent: str) -> tuple[SweepResult, SweepRuns]:
+    """The finished sweep behind ``parent`` (trials and child runs), or a clear error naming what is missing."""
+    from mlflow.exceptions import MlflowException
+
+    client = client_for(settings)
+    try:
+        run = client.get_run(parent)
+    except MlflowException as exc:
+        raise FaceSearchError(f"no MLflow run {parent} in {settings.mlflow_uri}: {str(exc).splitlines()[0]}") from exc
+    died = f"sweep run {parent} (status {run.info.status}) has no {{what}}: the sweep died before it finished logging; nothing was promoted"
+    if "children" not in run.data.tags:
+        raise FaceSearchError(died.format(what="'children' tag (its child runs per nlist)"))
+    try:
+        result = load_sweep(settings, parent)
+    except (MlflowException, OSError, ValueError, KeyError) as exc:
+        raise FaceSearchError(died.format(what=f"readable {TRIALS_ARTIFACT} artifact ({str(exc).splitlines()[0]})")) from exc
+    children = {int(k): v for k, v in json.loads(run.data.tags["children"]).items()}
+    return result, SweepRuns(run.info.experiment_id, parent, children)
+
+
+def require_runs(settings: TrackingSettings, run_ids: list[str]) -> None:
+    """Every run promotion will tag exists (checked before the alias moves)."""
+    from mlflow.exceptions import MlflowException
+
+    client = client_for(settings)
+    for run_id in run_ids:
+        try:
+            client.get_run(run_id)
+        except MlflowException as exc:
+            raise FaceSearchError(f"MLflow run {run_id} is missing from {settings.mlflow_uri}; nothing was promoted") from exc
 
 
 def latest_sweep_run(settings: TrackingSettings, collection: str | None = None) -> str | None:
