@@ -175,6 +175,7 @@ class TrackingSettings(_Section):
     mlflow_uri: str = "sqlite:///data/mlflow/mlflow.db"
     artifact_root: Path = Path("data/mlflow/artifacts")
     experiment: str = "facesearch-index-sweep"
+    registered_model: str = Field("facesearch-index", min_length=1, description="MLflow registered model whose @serving alias follows promotion")
 
 
 class ScheduleSettings(_Section):

@@ -96,13 +96,10 @@ def promote(
     def body(settings: Settings) -> None:
         from facesearch.errors import FaceSearchError
         from facesearch.pipeline import steps as pipeline
-        from facesearch.pipeline.promote import rollback as do_rollback
         from facesearch.pipeline.tracking import latest_sweep_run, sweep_for_promotion
-        from facesearch.store import FaceStore
 
         if rollback:
-            with FaceStore(settings.milvus) as store:
-                emit(do_rollback(store, settings).as_dict(), as_json, lambda d: stdout.print_json(data=d))
+            emit(pipeline.rollback_step(settings).as_dict(), as_json, lambda d: stdout.print_json(data=d))
             return
         parent = run_id or latest_sweep_run(settings.tracking)
         if parent is None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from facesearch.ingest.embed_plan import EmbedPlan, embed_in_process, plan_embed
 from facesearch.ingest.embedcache import EmbedReport, embedding_quality_frames
 from facesearch.models.encoders import ENCODER_DIMS
 from facesearch.pipeline.candidates import Candidate, load_candidate
-from facesearch.pipeline.promote import Promotion, promote
+from facesearch.pipeline.promote import Promotion, promote, rollback
 from facesearch.pipeline.sweep import SweepResult, choose_trial, run_sweep
 from facesearch.pipeline.tracking import DatasetRef, SweepRuns, log_sweep
 from facesearch.pipeline.validate import ValidationReport, validate_embeddings, validate_manifest
@@ -40,6 +40,7 @@ __all__ = [
     "embed_images",
     "load_candidate_step",
     "promote_best",
+    "rollback_step",
     "serving_is_current",
     "sweep_candidate",
     "version_dataset",
@@ -147,7 +148,7 @@ def sweep_candidate(settings: Settings, candidate: Candidate, extra_artifacts: l
 
 def promote_best(settings: Settings, collection: str, result: SweepResult, runs: SweepRuns) -> Promotion:
     """Choose by the promotion rule, build it on the candidate, move the alias, tag MLflow."""
-    from facesearch.pipeline.tracking import require_runs, tag_promoted
+    from facesearch.pipeline.tracking import record_serving, require_runs, tag_promoted
 
     best, reason = choose_trial(result.trials, settings.promotion.min_recall)
     child = runs.child_run_ids.get(best.nlist)
@@ -160,8 +161,20 @@ def promote_best(settings: Settings, collection: str, result: SweepResult, runs:
     with FaceStore(settings.milvus) as store:
         promotion = promote(store, settings, collection, best, reason, child)
     tag_promoted(settings.tracking, {"parent": runs.parent_run_id, "child": child}, reason)
+    version = record_serving(settings.tracking, collection, runs.parent_run_id, child, best.nlist, best.nprobe)
+    promotion = replace(promotion, registered_version=version)
     write_report(settings, "promotion", promotion.as_dict(), promotion.to_markdown())
     return promotion
+
+
+def rollback_step(settings: Settings) -> Promotion:
+    """Point the serving alias back at the previous collection, and ``@serving`` in MLflow with it."""
+    from facesearch.pipeline.tracking import serve_recorded_version
+
+    with FaceStore(settings.milvus) as store:
+        promotion = rollback(store, settings)
+    version = serve_recorded_version(settings.tracking, promotion.collection)
+    return replace(promotion, registered_version=version or "")
 
 
 def summary(**parts: Any) -> dict[str, Any]:

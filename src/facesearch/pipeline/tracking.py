@@ -214,6 +214,47 @@ def tag_promoted(settings: TrackingSettings, runs: dict[str, str], reason: str) 
         client.set_tag(run_id, "promotion_reason", reason)
 
 
+SERVING_ALIAS = "serving"
+
+
+def record_serving(settings: TrackingSettings, collection: str, parent_run_id: str, child_run_id: str, nlist: int, nprobe: int) -> str:
+    """Point ``<registered_model>@serving`` at a model version for this promotion (made once: retries reuse it).
+
+    The version's source is the sweep run's trials artifact and its run is the sweep run, so the
+    MLflow UI answers "what serves now?" and links to the sweep that chose it.
+    """
+    from mlflow.exceptions import MlflowException
+
+    client = client_for(settings)
+    name = settings.registered_model
+    try:
+        client.get_registered_model(name)
+    except MlflowException:
+        client.create_registered_model(name, description="The IVF configuration and collection behind FaceSearch's serving alias")
+    mine = [v for v in client.search_model_versions(f"name='{name}' and run_id='{parent_run_id}'") if v.tags.get("collection") == collection]
+    version = mine[0] if mine else client.create_model_version(
+        name, source=f"runs:/{parent_run_id}/{TRIALS_ARTIFACT}", run_id=parent_run_id,
+        tags={"collection": collection, "child_run_id": child_run_id, "nlist": str(nlist), "nprobe": str(nprobe)},
+        description=f"{collection}: IVF_FLAT nlist={nlist}, nprobe={nprobe}",
+    )
+    client.set_registered_model_alias(name, SERVING_ALIAS, version.version)
+    log.info("MLflow: %s@%s -> version %s (%s)", name, SERVING_ALIAS, version.version, collection)
+    return str(version.version)
+
+
+def serve_recorded_version(settings: TrackingSettings, collection: str) -> str | None:
+    """After a rollback: move ``@serving`` to the newest version recorded for ``collection`` (None if there is none)."""
+    client = client_for(settings)
+    name = settings.registered_model
+    versions = sorted(client.search_model_versions(f"name='{name}' and tags.collection='{collection}'"), key=lambda v: int(v.version))
+    if not versions:
+        log.warning("MLflow: no %s version records %s; %s@%s left as it was", name, collection, name, SERVING_ALIAS)
+        return None
+    client.set_registered_model_alias(name, SERVING_ALIAS, versions[-1].version)
+    log.info("MLflow: %s@%s -> version %s (%s, rollback)", name, SERVING_ALIAS, versions[-1].version, collection)
+    return str(versions[-1].version)
+
+
 def log_failed_validation(settings: TrackingSettings, report: Any, tags: dict[str, str]) -> str:
     """File a failed validation suite in MLflow (JSON + markdown report) so it is seen next to the sweeps."""
     client = client_for(settings)
