@@ -7,11 +7,12 @@ Milvus/MLflow I/O steps. Run it: ``facesearch reindex`` or ``python -m flows.rei
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 
 from facesearch.pipeline import steps as pipeline
 from facesearch.settings import Settings
@@ -39,8 +40,11 @@ def build_manifest(settings: Settings) -> pd.DataFrame:
 @task
 def gate(report: Any, settings: Settings, version: pipeline.DatasetVersion) -> None:
     """Publish a validation report; on failure also file it in MLflow, then stop the flow."""
-    create_markdown_artifact(key=f"validation-{report.suite.replace('_', '-')}", markdown=report.to_markdown(),
-                             description=f"great-expectations {report.suite} suite, dataset {version.short}")
+    key = f"validation-{report.suite.replace('_', '-')}"
+    create_markdown_artifact(key=key, markdown=report.to_markdown(), description=f"great-expectations {report.suite} suite, dataset {version.short}")
+    if report.data_docs:  # GX's own HTML report of the same run
+        create_link_artifact(key=f"{key}-data-docs", link=Path(report.data_docs).as_uri(), link_text=f"great-expectations Data Docs ({report.suite})",
+                             description=f"GX Data Docs, dataset {version.short}")
     if not report.success:
         from facesearch.pipeline.tracking import log_failed_validation
 
@@ -90,7 +94,8 @@ def load_candidate(manifest: pd.DataFrame, settings: Settings, version: pipeline
 
 @task
 def sweep(settings: Settings, candidate: Any) -> Any:
-    result, runs = pipeline.sweep_candidate(settings, candidate)
+    docs = pipeline.data_docs_dir(settings)  # the validations' GX Data Docs go with the sweep run, as data_docs/
+    result, runs = pipeline.sweep_candidate(settings, candidate, [docs] if docs.is_dir() else [])
     create_table_artifact(key="index-sweep", table=[t.__dict__ for t in result.trials],
                           description=f"IVF_FLAT sweep on {candidate.collection} ({result.n_vectors} vectors), MLflow run {runs.parent_run_id}")
     return result, runs

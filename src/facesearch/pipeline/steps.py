@@ -37,6 +37,7 @@ __all__ = [
     "build_manifest",
     "check_embeddings",
     "check_manifest",
+    "data_docs_dir",
     "embed_images",
     "load_candidate_step",
     "promote_best",
@@ -59,8 +60,13 @@ def write_report(settings: Settings, name: str, doc: dict[str, Any], markdown: s
     return path
 
 
+def data_docs_dir(settings: Settings) -> Path:
+    """Where great-expectations writes its HTML Data Docs: ``<paths.reports_dir>/data_docs``."""
+    return Path(settings.paths.reports_dir) / "data_docs"
+
+
 def check_manifest(manifest: pd.DataFrame, settings: Settings) -> ValidationReport:
-    report = validate_manifest(manifest, settings)
+    report = validate_manifest(manifest, settings, docs_dir=data_docs_dir(settings))
     write_report(settings, "validation_manifest", report.to_dict(), report.to_markdown())
     return report
 
@@ -83,7 +89,7 @@ def embed_images(manifest: pd.DataFrame, settings: Settings, progress: Any = Non
 def check_embeddings(manifest: pd.DataFrame, settings: Settings, encoder_id: str) -> ValidationReport:
     dim = ENCODER_DIMS[encoder_id]
     faces, images = embedding_quality_frames(manifest, settings.paths.embeddings_dir, encoder_id, dim)
-    report = validate_embeddings(faces, images, settings, expected_dim=dim, encoder_id=encoder_id)
+    report = validate_embeddings(faces, images, settings, expected_dim=dim, encoder_id=encoder_id, docs_dir=data_docs_dir(settings))
     write_report(settings, "validation_embeddings", report.to_dict(), report.to_markdown())
     return report
 

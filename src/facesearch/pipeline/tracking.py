@@ -265,5 +265,7 @@ def log_failed_validation(settings: TrackingSettings, report: Any, tags: dict[st
             path = Path(tmp) / name
             path.write_text(text)
             client.log_artifact(run.info.run_id, str(path))
+    if getattr(report, "data_docs", ""):  # GX's HTML Data Docs folder, as data_docs/
+        client.log_artifact(run.info.run_id, str(Path(report.data_docs).parent))
     client.set_terminated(run.info.run_id, status="FAILED")
     return str(run.info.run_id)
