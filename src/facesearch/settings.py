@@ -181,6 +181,9 @@ class TrackingSettings(_Section):
 class ScheduleSettings(_Section):
     cron: str = "0 3 * * *"
     deployment_name: str = "facesearch-nightly-reindex"
+    prefect_api_url: str = Field("http://127.0.0.1:4200/api", description="a Prefect server here is reused (make prefect-ui / make schedule)")
+    retries: int = Field(1, ge=0, le=5, description="a failed scheduled run is retried this many times (Prefect flow retries)")
+    retry_delay_s: float = Field(300.0, ge=0)
 
 
 class ApiSettings(_Section):

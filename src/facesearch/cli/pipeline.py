@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Annotated
@@ -15,13 +16,24 @@ from facesearch.settings import Settings
 # Prefect gives its temporary API server 20 s to start; it takes ~19 s here when quiet, so a busy machine failed runs.
 EPHEMERAL_STARTUP_S = "120"
 
+log = logging.getLogger(__name__)
 
-def prefect_for_a_busy_machine() -> None:
-    """Defaults (unless set) that keep a flow run from failing because the temporary Prefect API answered slowly.
 
-    The client's server-version check gives the temporary server a few seconds to answer; under load it
-    failed runs ("Failed to reach API"). A temporary server is the installed Prefect: its version matches.
+def prefect_for_a_busy_machine(settings: Settings) -> None:
+    """Give the flow a Prefect API that cannot fail it for starting slowly.
+
+    ``PREFECT_API_URL`` set: used as is. Else a server answering at ``schedule.prefect_api_url``
+    (``make prefect-ui`` / ``make schedule``) is reused, and the run shows in its UI. Else Prefect's
+    temporary server, with a start-up timeout a busy machine meets (and no client version check
+    against it: the temporary server is the installed Prefect, and under load the check failed runs).
     """
+    if not os.environ.get("PREFECT_API_URL"):
+        from flows.common import running_prefect_api
+
+        if running_prefect_api(settings.schedule.prefect_api_url):
+            os.environ["PREFECT_API_URL"] = settings.schedule.prefect_api_url
+            log.info("using the Prefect server at %s", settings.schedule.prefect_api_url)
+            return
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", EPHEMERAL_STARTUP_S)
     if not os.environ.get("PREFECT_API_URL"):
         os.environ.setdefault("PREFECT_CLIENT_SERVER_VERSION_CHECK_ENABLED", "false")
@@ -125,7 +137,7 @@ def reindex(
 
         require_photos(settings)  # a fresh checkout: one line saying where photos go, before Prefect starts
         require_scheduler(settings.compute)  # an unreachable Dask scheduler fails here, in seconds, not mid-flow
-        prefect_for_a_busy_machine()
+        prefect_for_a_busy_machine(settings)
         from flows.reindex import reindex_flow
 
         state: CliState = ctx.obj
@@ -145,7 +157,7 @@ def demo(
     def body(settings: Settings) -> None:
         from facesearch.cli.demo import run_demo
 
-        prefect_for_a_busy_machine()
+        prefect_for_a_busy_machine(settings)
         state: CliState = ctx.obj
         run_demo(settings, samples, stdout, [str(p) for p in state.config_files], state.overrides)
 
