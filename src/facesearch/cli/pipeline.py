@@ -35,6 +35,7 @@ def prefect_for_a_busy_machine(settings: Settings) -> None:
             log.info("using the Prefect server at %s", settings.schedule.prefect_api_url)
             return
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", EPHEMERAL_STARTUP_S)
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # its telemetry heartbeat phones home (and logged tracebacks)
     if not os.environ.get("PREFECT_API_URL"):
         os.environ.setdefault("PREFECT_CLIENT_SERVER_VERSION_CHECK_ENABLED", "false")
 

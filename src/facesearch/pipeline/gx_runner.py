@@ -164,7 +164,7 @@ def build_data_docs(docs_dir: Path, suite_results: list[Any]) -> str:
         _context.validation_results_store.set(key, result)
     _context.build_data_docs(site_names=[site])
     index = docs_dir / "index.html"
-    log.info("great-expectations Data Docs: %s", index)
+    log.debug("great-expectations Data Docs: %s", index)
     return str(index)
 
 

@@ -19,6 +19,7 @@ from facesearch.errors import FaceSearchError
 from facesearch.ingest.dataset import build_manifest
 from facesearch.ingest.embed_plan import EmbedPlan, embed_in_process, plan_embedding
 from facesearch.ingest.embedcache import EmbedReport, embedding_quality_frames
+from facesearch.logging_setup import native_stderr_to_log
 from facesearch.models.encoders import ENCODER_DIMS
 from facesearch.pipeline.candidates import Candidate, load_candidate
 from facesearch.pipeline.promote import Promotion, promote, rollback
@@ -115,7 +116,7 @@ def serving_is_current(settings: Settings, version: DatasetVersion, encoder_id: 
 
 def load_candidate_step(manifest: pd.DataFrame, settings: Settings, version: DatasetVersion, encoder_id: str, run_key: str) -> Candidate:
     """Load (or, on a retry with the same ``run_key``, finish loading) this run's candidate."""
-    with FaceStore(settings.milvus) as store:
+    with FaceStore(settings.milvus) as store, native_stderr_to_log():  # faiss k-means warnings: to the log at DEBUG
         return load_candidate(store, settings, manifest, encoder_id, ENCODER_DIMS[encoder_id], version.md5, run_key)
 
 
@@ -127,7 +128,7 @@ def dataset_path(settings: Settings) -> str:
 
 def sweep_candidate(settings: Settings, candidate: Candidate, extra_artifacts: list[Path] = ()) -> tuple[SweepResult, SweepRuns]:
     """Run the nlist x nprobe sweep and log it to MLflow (one parent, one child per nlist)."""
-    with FaceStore(settings.milvus) as store:
+    with FaceStore(settings.milvus) as store, native_stderr_to_log():  # one IVF build per nlist: faiss warns on small sets
         result = run_sweep(store, candidate.collection, settings)
     best, reason = choose_trial(result.trials, settings.promotion.min_recall)
     tags = {"dataset_version": candidate.dataset_version, "encoder": candidate.encoder, "settings": settings.fingerprint()}
@@ -164,7 +165,7 @@ def promote_best(settings: Settings, collection: str, result: SweepResult, runs:
             "nothing was promoted: run the sweep again (facesearch sweep, or facesearch reindex --force)"
         )
     require_runs(settings.tracking, [runs.parent_run_id, child])  # the runs the bookkeeping tags, before the alias moves
-    with FaceStore(settings.milvus) as store:
+    with FaceStore(settings.milvus) as store, native_stderr_to_log():
         promotion = promote(store, settings, collection, best, reason, child)
     tag_promoted(settings.tracking, {"parent": runs.parent_run_id, "child": child}, reason)
     version = record_serving(settings.tracking, collection, runs.parent_run_id, child, best.nlist, best.nprobe)
