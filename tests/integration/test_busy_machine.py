@@ -30,16 +30,27 @@ def reindex(project: Path, sets: list[str], env: dict[str, str], timeout_s: floa
     """``facesearch reindex --json`` in its own process, as a user or a cron job runs it."""
     args = [a for s in sets for a in ("--set", s)]
     started = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "facesearch.cli", *args, "reindex", "--json"], cwd=project, env=env,
-                          capture_output=True, text=True, timeout=timeout_s, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "facesearch.cli", *args, "reindex", "--json"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+    )
     return proc, time.monotonic() - started
 
 
 def clean_env(tmp_path: Path) -> dict[str, str]:
     """No PREFECT_API_URL, a fresh PREFECT_HOME (a fresh clone's first run: the temporary server migrates its DB)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env.update(PREFECT_HOME=str(tmp_path / "prefect-home"), PREFECT_SERVER_ANALYTICS_ENABLED="false", COLUMNS="300",
-               PYTHONPATH=os.pathsep.join([str(ROOT / "src"), str(ROOT)]))
+    env.update(
+        PREFECT_HOME=str(tmp_path / "prefect-home"),
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        COLUMNS="300",
+        PYTHONPATH=os.pathsep.join([str(ROOT / "src"), str(ROOT)]),
+    )
     return env
 
 
@@ -65,8 +76,12 @@ def test_reindex_reuses_a_running_prefect_server(tmp_path: Path, samples: Path, 
     port = free_port()
     api = f"http://127.0.0.1:{port}/api"
     env = clean_env(tmp_path)
-    server = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         from flows.common import running_prefect_api
 
