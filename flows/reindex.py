@@ -7,11 +7,12 @@ Milvus/MLflow I/O steps. Run it: ``facesearch reindex`` or ``python -m flows.rei
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 
 from facesearch.pipeline import steps as pipeline
 from facesearch.settings import Settings
@@ -19,6 +20,11 @@ from flows.common import flow_settings
 from flows.embed import embed_on_dask
 
 IO_RETRIES = {"retries": 2, "retry_delay_seconds": [2, 10]}
+
+
+def one_retry_layer(settings: Settings) -> Settings:
+    """Inside a task Prefect retries, Milvus calls are not retried again by FaceStore (retries would multiply)."""
+    return settings.model_copy(update={"milvus": settings.milvus.model_copy(update={"retries": 0})})
 
 
 @task
@@ -34,8 +40,11 @@ def build_manifest(settings: Settings) -> pd.DataFrame:
 @task
 def gate(report: Any, settings: Settings, version: pipeline.DatasetVersion) -> None:
     """Publish a validation report; on failure also file it in MLflow, then stop the flow."""
-    create_markdown_artifact(key=f"validation-{report.suite.replace('_', '-')}", markdown=report.to_markdown(),
-                             description=f"great-expectations {report.suite} suite, dataset {version.short}")
+    key = f"validation-{report.suite.replace('_', '-')}"
+    create_markdown_artifact(key=key, markdown=report.to_markdown(), description=f"great-expectations {report.suite} suite, dataset {version.short}")
+    if report.data_docs:  # GX's own HTML report of the same run
+        create_link_artifact(key=f"{key}-data-docs", link=Path(report.data_docs).as_uri(), link_text=f"great-expectations Data Docs ({report.suite})",
+                             description=f"GX Data Docs, dataset {version.short}")
     if not report.success:
         from facesearch.pipeline.tracking import log_failed_validation
 
@@ -72,17 +81,21 @@ def validate_embeddings(manifest: pd.DataFrame, settings: Settings, encoder_id: 
 
 @task(**IO_RETRIES)
 def serving_is_current(settings: Settings, version: pipeline.DatasetVersion, encoder_id: str) -> Any:
-    return pipeline.serving_is_current(settings, version, encoder_id)
+    return pipeline.serving_is_current(one_retry_layer(settings), version, encoder_id)
 
 
 @task(**IO_RETRIES)
 def load_candidate(manifest: pd.DataFrame, settings: Settings, version: pipeline.DatasetVersion, encoder_id: str) -> Any:
-    return pipeline.load_candidate_step(manifest, settings, version, encoder_id)
+    from prefect.runtime import flow_run
+
+    # named after the flow run, not the clock: a retry (task or flow) resumes the same collection
+    return pipeline.load_candidate_step(manifest, one_retry_layer(settings), version, encoder_id, run_key=str(flow_run.id))
 
 
 @task
 def sweep(settings: Settings, candidate: Any) -> Any:
-    result, runs = pipeline.sweep_candidate(settings, candidate)
+    docs = pipeline.data_docs_dir(settings)  # the validations' GX Data Docs go with the sweep run, as data_docs/
+    result, runs = pipeline.sweep_candidate(settings, candidate, [docs] if docs.is_dir() else [])
     create_table_artifact(key="index-sweep", table=[t.__dict__ for t in result.trials],
                           description=f"IVF_FLAT sweep on {candidate.collection} ({result.n_vectors} vectors), MLflow run {runs.parent_run_id}")
     return result, runs
@@ -90,7 +103,7 @@ def sweep(settings: Settings, candidate: Any) -> Any:
 
 @task(**IO_RETRIES)
 def promote(settings: Settings, collection: str, result: Any, runs: Any) -> Any:
-    promotion = pipeline.promote_best(settings, collection, result, runs)
+    promotion = pipeline.promote_best(one_retry_layer(settings), collection, result, runs)  # a retry completes a half-done one
     create_markdown_artifact(key="promotion", markdown=promotion.to_markdown(), description=f"promoted {collection}")
     return promotion
 

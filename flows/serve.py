@@ -1,8 +1,10 @@
 """Scheduled re-index: ``make schedule`` (``python -m flows.serve``) serves the reindex flow on ``schedule.cron``.
 
-Prefect only schedules against a real API server. If ``PREFECT_API_URL`` is not set, this starts
-``prefect server start`` on 127.0.0.1:4200 for the lifetime of the command, so one command gives a
-working schedule and a UI at http://127.0.0.1:4200 where the runs appear.
+Prefect only schedules against a real API server. If ``PREFECT_API_URL`` is not set, a server
+already answering at ``schedule.prefect_api_url`` (``make prefect-ui``) is used, else this starts
+``prefect server start`` there for the lifetime of the command, so one command gives a working
+schedule and a UI where the runs appear. A failed scheduled run is retried ``schedule.retries``
+times (Prefect flow retries); a failed run never moves the serving alias.
 """
 
 from __future__ import annotations
@@ -14,17 +16,23 @@ import sys
 import time
 import urllib.request
 from typing import Any
+from urllib.parse import urlsplit
 
 from facesearch.settings import Settings, load_settings
+from flows.common import running_prefect_api
 from flows.reindex import reindex_flow
 
 log = logging.getLogger("flows.serve")
-LOCAL_API = "http://127.0.0.1:4200/api"
+
+
+def scheduled_flow(settings: Settings) -> Any:
+    """The re-index flow as the schedule runs it: a failed run is retried (``schedule.retries``)."""
+    return reindex_flow.with_options(retries=settings.schedule.retries, retry_delay_seconds=settings.schedule.retry_delay_s)
 
 
 def deployment(settings: Settings) -> Any:
     """The scheduled deployment of the re-index flow (name and cron from settings)."""
-    return reindex_flow.to_deployment(name=settings.schedule.deployment_name, cron=settings.schedule.cron)
+    return scheduled_flow(settings).to_deployment(name=settings.schedule.deployment_name, cron=settings.schedule.cron)
 
 
 def _wait_healthy(url: str, timeout_s: float = 90) -> None:
@@ -40,18 +48,24 @@ def _wait_healthy(url: str, timeout_s: float = 90) -> None:
 
 
 def main() -> None:
-    from prefect import serve
-
     logging.basicConfig(level=logging.INFO)
     settings = load_settings()
+    api = settings.schedule.prefect_api_url
     server = None
-    if not os.environ.get("PREFECT_API_URL"):
-        log.info("PREFECT_API_URL is not set: starting a local Prefect server (UI at http://127.0.0.1:4200)")
-        server = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", "4200"])
-        _wait_healthy(LOCAL_API)
-        os.environ["PREFECT_API_URL"] = LOCAL_API
+    if not os.environ.get("PREFECT_API_URL") and running_prefect_api(api):
+        log.info("using the Prefect server at %s", api)
+        os.environ["PREFECT_API_URL"] = api
+    elif not os.environ.get("PREFECT_API_URL"):
+        where = urlsplit(api)
+        log.info("PREFECT_API_URL is not set: starting a local Prefect server (UI at %s://%s)", where.scheme, where.netloc)
+        server = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", where.hostname or "127.0.0.1",
+                                   "--port", str(where.port or 4200)])
+        os.environ["PREFECT_API_URL"] = api
     try:
-        serve(deployment(settings))
+        if server is not None:
+            _wait_healthy(api)
+        # flow.serve, not prefect.serve(deployment): the runner keeps this flow object, retries included
+        scheduled_flow(settings).serve(name=settings.schedule.deployment_name, cron=settings.schedule.cron)
     finally:
         if server is not None:
             server.terminate()

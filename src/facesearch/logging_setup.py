@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import logging
 import os
+import re
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 NOISY_LOGGERS = ("pymilvus", "milvus_lite", "urllib3", "httpx", "PIL", "matplotlib", "filelock", "git")
 # Third-party INFO chatter (Prefect's temporary-server banner, Dask's cluster life cycle): DEBUG-only on the terminal.
@@ -26,6 +32,10 @@ def configure_logging(level: str = "INFO", verbose: int = 0) -> None:
     from rich.logging import RichHandler
 
     effective = "DEBUG" if verbose else os.environ.get("FACESEARCH_LOG_LEVEL", level)
+    # MLflow configures its own loggers at import ("Creating initial MLflow database tables...") and draws
+    # download progress bars; both are third-party noise on the terminal unless -v
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "INFO" if verbose else "WARNING")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "true" if verbose else "false")
     root = logging.getLogger()
     for handler in list(root.handlers):
         if getattr(handler, "_facesearch", False):
@@ -44,3 +54,41 @@ def configure_logging(level: str = "INFO", verbose: int = 0) -> None:
     for name in NOISY_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR if not verbose else logging.WARNING)
     logging.getLogger("pymilvus").setLevel(logging.CRITICAL)
+
+
+# faiss's k-means (Milvus Lite's IVF index build) warns from C++ straight to stderr on small training sets.
+NATIVE_NOISE = re.compile(r"^WARNING clustering \d+ points to \d+ centroids")
+_native = logging.getLogger("facesearch.native")
+_capture_lock = threading.Lock()
+
+
+@contextmanager
+def native_stderr_to_log(noise: re.Pattern[str] = NATIVE_NOISE) -> Iterator[None]:
+    """Capture what native code writes to file descriptor 2 inside the block; ``noise`` lines go to the log at DEBUG.
+
+    Python's logging cannot see a C++ ``fprintf(stderr)``, so fd 2 itself points at a temporary file
+    for the block. Any other line (a real native error, or another thread's output) is written back
+    to stderr afterwards, late but not lost. Nested or concurrent blocks capture once.
+    """
+    if not _capture_lock.acquire(blocking=False):
+        yield
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        with tempfile.TemporaryFile() as tmp:
+            os.dup2(tmp.fileno(), 2)
+            try:
+                yield
+            finally:
+                sys.stderr.flush()
+                os.dup2(saved, 2)
+                os.close(saved)
+                tmp.seek(0)
+                for line in tmp.read().decode(errors="replace").splitlines():
+                    if noise.search(line):
+                        _native.debug("%s", line)
+                    elif line.strip():
+                        os.write(2, f"{line}\n".encode())
+    finally:
+        _capture_lock.release()

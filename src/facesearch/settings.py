@@ -184,17 +184,23 @@ class PromotionSettings(_Section):
     min_recall: float = Field(0.99, ge=0.0, le=1.0)
     rule: Literal["lowest_p95_with_min_recall"] = "lowest_p95_with_min_recall"
     keep_collections: int = Field(3, ge=1, description="candidate collections kept for rollback")
+    abandoned_after_h: float = Field(24.0, gt=0, description="a candidate never finished or promoted this long is dropped")
+    lock_timeout_s: float = Field(600.0, gt=0, description="wait this long for another promotion to finish")
 
 
 class TrackingSettings(_Section):
     mlflow_uri: str = "sqlite:///data/mlflow/mlflow.db"
     artifact_root: Path = Path("data/mlflow/artifacts")
     experiment: str = "facesearch-index-sweep"
+    registered_model: str = Field("facesearch-index", min_length=1, description="MLflow registered model whose @serving alias follows promotion")
 
 
 class ScheduleSettings(_Section):
     cron: str = "0 3 * * *"
     deployment_name: str = "facesearch-nightly-reindex"
+    prefect_api_url: str = Field("http://127.0.0.1:4200/api", description="a Prefect server here is reused (make prefect-ui / make schedule)")
+    retries: int = Field(1, ge=0, le=5, description="a failed scheduled run is retried this many times (Prefect flow retries)")
+    retry_delay_s: float = Field(300.0, ge=0)
 
 
 class ApiSettings(_Section):
@@ -242,12 +248,14 @@ class Settings(_Section):
 
     def fingerprint(self) -> str:
         """Stable hash of the settings that shape a built collection (not where things run or log)."""
-        blob = json.dumps(self.model_dump(mode="json", exclude=set(OPERATIONAL_SECTIONS)), sort_keys=True)
+        exclude = {section: True for section in OPERATIONAL_SECTIONS} | OPERATIONAL_FIELDS
+        blob = json.dumps(self.model_dump(mode="json", exclude=exclude), sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 # Sections that say where and how FaceSearch runs, not what it builds: left out of fingerprint().
 OPERATIONAL_SECTIONS = ("milvus", "paths", "tracking", "schedule", "api", "logging", "compute", "people")
+OPERATIONAL_FIELDS: dict[str, Any] = {"promotion": {"abandoned_after_h": True, "lock_timeout_s": True}}
 
 
 class _Sources(BaseSettings):

@@ -108,6 +108,19 @@ def test_reindex_end_to_end_then_incremental_then_rollback(tmp_path: Path, sampl
     assert {"recall_vs_latency.png", "sweep_trials.json"} <= artifacts
     promoted = [r for r in children if r.data.tags.get("promoted") == "true"]
     assert len(promoted) == 1
+    # great-expectations' own HTML Data Docs: built by each validation, linked from Prefect, kept with the sweep run
+    docs = project / "data" / "reports" / "data_docs"
+    index = (docs / "index.html").read_text()
+    assert "image_manifest" in index and "embeddings" in index
+    assert {p.parts[len(docs.parts) + 1] for p in (docs / "validations").rglob("*.html")} == {"image_manifest", "embeddings"}
+    assert "data_docs/index.html" in {a.path for a in client.list_artifacts(parents[0].info.run_id, "data_docs")}
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    with get_client(sync_client=True) as prefect:
+        links = prefect.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(like_="data-docs")))
+    assert {a.key for a in links} >= {"validation-image-manifest-data-docs", "validation-embeddings-data-docs"}
+    assert all(a.type == "markdown" or (docs / "index.html").as_uri() in str(a.data) for a in links)
 
     # the alias names a collection whose index nlist is the promoted run's nlist
     with FaceStore(settings.milvus) as store:

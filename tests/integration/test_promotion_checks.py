@@ -31,3 +31,23 @@ def test_a_sweep_without_its_child_run_promotes_nothing(settings, store):
     with pytest.raises(FaceSearchError, match="no child run for nlist=4"):
         promote_best(settings, candidate, result, died)
     assert store.alias_target(settings.milvus.alias) == serving
+
+
+def test_promote_refuses_a_sweep_that_died_before_logging_its_children(settings, store, cli, tmp_path):
+    from facesearch.pipeline.tracking import client_for, experiment_id
+
+    serving, candidate = store.collection_name("dlib-resnet-v1", "a"), store.collection_name("dlib-resnet-v1", "b")
+    for name in (serving, candidate):
+        store.ensure_collection(name, 128, settings.index)
+    store.point_alias(settings.milvus.alias, serving)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracking = settings.tracking.model_copy(update={"mlflow_uri": uri, "artifact_root": tmp_path / "artifacts"})
+    client = client_for(tracking)
+    parent = client.create_run(experiment_id(client, tracking), run_name=f"sweep {candidate}", tags={"collection": candidate}).info.run_id
+    client.set_terminated(parent, status="FAILED")  # killed mid-sweep: no trials artifact, no children tag
+
+    out = cli("promote", "--run-id", parent, settings_args=("--set", f"tracking.mlflow_uri={uri}", "--set", f"tracking.artifact_root={tmp_path / 'artifacts'}"))
+    assert out.exit_code != 0
+    assert f"sweep run {parent}" in out.stderr and "'children' tag" in out.stderr and "nothing was promoted" in out.stderr
+    assert "Traceback" not in out.stderr
+    assert store.alias_target(settings.milvus.alias) == serving

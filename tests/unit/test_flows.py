@@ -18,3 +18,42 @@ def test_flow_parameters_become_settings(tmp_path):
     overlay.write_text("search:\n  k: 7\n")
     s = flow_settings([str(overlay)], ["index.nprobe=2"])
     assert (s.search.k, s.index.nprobe) == (7, 2)
+
+
+def test_the_scheduled_flow_retries_a_failed_run_once():
+    from flows.reindex import reindex_flow
+    from flows.serve import scheduled_flow
+
+    settings = load_settings()
+    flow = scheduled_flow(settings)
+    assert (flow.retries, flow.retry_delay_seconds) == (settings.schedule.retries, settings.schedule.retry_delay_s) == (1, 300.0)
+    assert flow.fn is reindex_flow.fn and not reindex_flow.retries  # a manual `facesearch reindex` fails fast
+
+
+def test_a_running_prefect_server_is_found_and_a_closed_port_is_not():
+    import socket
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from flows.common import running_prefect_api
+
+    class Health(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200 if self.path == "/api/health" else 404)
+            self.end_headers()
+            self.wfile.write(b"true")
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Health)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/api"
+        assert running_prefect_api(url) == url
+    finally:
+        server.shutdown()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    assert running_prefect_api(f"http://127.0.0.1:{closed}/api") is None

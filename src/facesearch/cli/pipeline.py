@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Annotated
@@ -15,14 +16,26 @@ from facesearch.settings import Settings
 # Prefect gives its temporary API server 20 s to start; it takes ~19 s here when quiet, so a busy machine failed runs.
 EPHEMERAL_STARTUP_S = "120"
 
+log = logging.getLogger(__name__)
 
-def prefect_for_a_busy_machine() -> None:
-    """Defaults (unless set) that keep a flow run from failing because the temporary Prefect API answered slowly.
 
-    The client's server-version check gives the temporary server a few seconds to answer; under load it
-    failed runs ("Failed to reach API"). A temporary server is the installed Prefect: its version matches.
+def prefect_for_a_busy_machine(settings: Settings) -> None:
+    """Give the flow a Prefect API that cannot fail it for starting slowly.
+
+    ``PREFECT_API_URL`` set: used as is. Else a server answering at ``schedule.prefect_api_url``
+    (``make prefect-ui`` / ``make schedule``) is reused, and the run shows in its UI. Else Prefect's
+    temporary server, with a start-up timeout a busy machine meets (and no client version check
+    against it: the temporary server is the installed Prefect, and under load the check failed runs).
     """
+    if not os.environ.get("PREFECT_API_URL"):
+        from flows.common import running_prefect_api
+
+        if running_prefect_api(settings.schedule.prefect_api_url):
+            os.environ["PREFECT_API_URL"] = settings.schedule.prefect_api_url
+            log.info("using the Prefect server at %s", settings.schedule.prefect_api_url)
+            return
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", EPHEMERAL_STARTUP_S)
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # its telemetry heartbeat phones home (and logged tracebacks)
     if not os.environ.get("PREFECT_API_URL"):
         os.environ.setdefault("PREFECT_CLIENT_SERVER_VERSION_CHECK_ENABLED", "false")
 
@@ -74,7 +87,9 @@ def sweep(ctx: typer.Context, as_json: JsonOpt = False, out: OutOpt = None) -> N
         version = recorded_version(settings)
         manifest = pipeline.build_manifest(settings)
         encoder_id = build_encoder(settings).encoder_id
-        candidate = pipeline.load_candidate_step(manifest, settings, version, encoder_id)
+        import uuid
+
+        candidate = pipeline.load_candidate_step(manifest, settings, version, encoder_id, run_key=f"cli-sweep-{uuid.uuid4()}")
         result, runs = pipeline.sweep_candidate(settings, candidate)
         doc = {"collection": candidate.collection, "dataset_version": version.md5, "mlflow_run_id": runs.parent_run_id, **result.as_dict()}
         _emit_to(doc, out, as_json)
@@ -94,20 +109,15 @@ def promote(
     def body(settings: Settings) -> None:
         from facesearch.errors import FaceSearchError
         from facesearch.pipeline import steps as pipeline
-        from facesearch.pipeline.promote import rollback as do_rollback
-        from facesearch.pipeline.tracking import SweepRuns, client_for, latest_sweep_run, load_sweep
-        from facesearch.store import FaceStore
+        from facesearch.pipeline.tracking import latest_sweep_run, sweep_for_promotion
 
         if rollback:
-            with FaceStore(settings.milvus) as store:
-                emit(do_rollback(store, settings).as_dict(), as_json, lambda d: stdout.print_json(data=d))
+            emit(pipeline.rollback_step(settings).as_dict(), as_json, lambda d: stdout.print_json(data=d))
             return
         parent = run_id or latest_sweep_run(settings.tracking)
         if parent is None:
             raise FaceSearchError("no sweep run in MLflow to promote: run `facesearch sweep` or `facesearch reindex` first")
-        result = load_sweep(settings.tracking, parent)
-        tags = client_for(settings.tracking).get_run(parent).data.tags
-        runs = SweepRuns("", parent, {int(k): v for k, v in json.loads(tags.get("children", "{}")).items()})
+        result, runs = sweep_for_promotion(settings.tracking, parent)  # a sweep that died: clear error, alias untouched
         promotion = pipeline.promote_best(settings, result.collection, result, runs)
         emit(promotion.as_dict(), as_json, lambda d: stdout.print(promotion.to_markdown()))
 
@@ -128,7 +138,7 @@ def reindex(
 
         require_photos(settings)  # a fresh checkout: one line saying where photos go, before Prefect starts
         require_scheduler(settings.compute)  # an unreachable Dask scheduler fails here, in seconds, not mid-flow
-        prefect_for_a_busy_machine()
+        prefect_for_a_busy_machine(settings)
         from flows.reindex import reindex_flow
 
         state: CliState = ctx.obj
@@ -148,7 +158,7 @@ def demo(
     def body(settings: Settings) -> None:
         from facesearch.cli.demo import run_demo
 
-        prefect_for_a_busy_machine()
+        prefect_for_a_busy_machine(settings)
         state: CliState = ctx.obj
         run_demo(settings, samples, stdout, [str(p) for p in state.config_files], state.overrides)
 

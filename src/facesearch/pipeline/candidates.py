@@ -1,13 +1,16 @@
 """Build a candidate collection for one dataset version from the embedding cache.
 
-Candidates are named ``<prefix>__<encoder>__<version8>__<UTC stamp>``: the serving collection is
-never modified by a re-index; promotion moves the alias to a finished candidate instead.
+Candidates are named ``<prefix>__<encoder>__<version8>__<run8>`` (run8: a hash of the flow run that
+builds it), so a retried load finds its own half-loaded collection instead of making another. A
+candidate is registered (status ``loading``) before its first row is written and becomes
+``candidate`` once every row is in: retention never drops what another run is still building. The
+serving collection is never modified by a re-index; promotion moves the alias to a finished candidate.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from facesearch.errors import FaceSearchError
 from facesearch.ingest.dataset import readable_images
 from facesearch.ingest.embedcache import EmbeddingCache
 from facesearch.ingest.indexer import face_id
@@ -35,8 +39,10 @@ class Candidate:
     encoder: str
 
 
-def candidate_name(store: FaceStore, encoder_id: str, dataset_version: str) -> str:
-    return store.collection_name(encoder_id, f"{dataset_version[:8]}__{time.strftime('%Y%m%d%H%M%S', time.gmtime())}")
+def candidate_name(store: FaceStore, encoder_id: str, dataset_version: str, run_key: str) -> str:
+    """Same run, dataset and encoder -> same name: a retry resumes the collection it started."""
+    run8 = hashlib.sha256(run_key.encode()).hexdigest()[:8]
+    return store.collection_name(encoder_id, f"{dataset_version[:8]}__{run8}")
 
 
 def candidate_records(manifest: pd.DataFrame, settings: Settings, encoder_id: str, dim: int) -> list[FaceRecord]:
@@ -73,11 +79,24 @@ def load_candidate(
     encoder_id: str,
     dim: int,
     dataset_version: str,
+    run_key: str,
     progress: Callable[[int], None] | None = None,
 ) -> Candidate:
-    """Create a fresh candidate collection and upsert the dataset's faces into it."""
+    """Create (or resume) this run's candidate collection and upsert the dataset's faces into it.
+
+    Upserts are keyed by face id, so loading twice leaves the same rows as loading once.
+    """
     records = candidate_records(manifest, settings, encoder_id, dim)
-    name = candidate_name(store, encoder_id, dataset_version)
+    name = candidate_name(store, encoder_id, dataset_version, run_key)
+    registry = CollectionRegistry(store)
+    entry = registry.get(name)
+    if entry is not None and entry.status not in ("loading", "candidate"):
+        raise FaceSearchError(f"candidate {name} of run {run_key} is already {entry.status}; it is not loaded again")
+    entry = registry.put(
+        (entry or RegistryEntry(collection=name, encoder=encoder_id)).with_(
+            dataset_version=dataset_version, settings_fingerprint=settings.fingerprint(), status="loading"
+        )
+    )  # registered before the first row: another run's retention leaves it alone
     # the sweep rebuilds the index; until then keep nlist within what k-means can train on these rows
     nlist = min(settings.index.nlist, trainable_nlist(len(records), settings.sweep))
     store.ensure_collection(name, dim, settings.index.model_copy(update={"nlist": nlist}))
@@ -90,9 +109,7 @@ def load_candidate(
     count = store.count(name)
     if count != len(records):
         raise RuntimeError(f"candidate {name} holds {count} rows after loading {len(records)}")
-    CollectionRegistry(store).put(
-        RegistryEntry(collection=name, encoder=encoder_id, dataset_version=dataset_version, settings_fingerprint=settings.fingerprint())
-    )
+    registry.put(entry.with_(status="candidate"))
     images = len({r.image_sha256 for r in records})
     log.info("loaded %d faces from %d images into candidate %s", len(records), images, name)
     return Candidate(name, len(records), images, dataset_version, encoder_id)

@@ -6,7 +6,8 @@ import logging
 import math
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from facesearch.pipeline.validation_report import ExpectationOutcome, ValidationReport, summarise_observed
@@ -33,6 +34,9 @@ _batch_definitions: dict[str, Any] = {}  # GX batch definition per frame, on one
 _datasource: Any = None
 
 
+_context: Any = None
+
+
 @dataclass(frozen=True)
 class Check:
     """One declarative expectation: the frame it runs on, the GX class name and its kwargs."""
@@ -54,7 +58,7 @@ def _gx() -> Any:
 
 def _batch_definition(frame: str) -> Any:
     """A whole-dataframe batch definition for ``frame`` on the per-process ephemeral context."""
-    global _datasource
+    global _datasource, _context
     with _LOCK:
         if _datasource is None:
             gx = _gx()
@@ -69,8 +73,8 @@ def _batch_definition(frame: str) -> Any:
                 analytics_enabled=False,
                 progress_bars=ProgressBarsConfig(globally=False),
             )
-            context = gx.get_context(mode="ephemeral", project_config=config)
-            _datasource = context.data_sources.add_pandas("facesearch")
+            _context = gx.get_context(mode="ephemeral", project_config=config)
+            _datasource = _context.data_sources.add_pandas("facesearch")
             log.debug("created great-expectations ephemeral context %s", gx.__version__)
         if frame not in _batch_definitions:
             asset = _datasource.add_dataframe_asset(frame)
@@ -83,10 +87,15 @@ def run_checks(
     checks: list[Check],
     frames: dict[str, tuple[pd.DataFrame, list[str]]],
     rows: int,
+    docs_dir: Path | None = None,
 ) -> ValidationReport:
-    """Validate each frame as one GX batch and merge the outcomes in declaration order."""
+    """Validate each frame as one GX batch and merge the outcomes in declaration order.
+
+    With ``docs_dir``, GX also renders its own HTML Data Docs of these results there (``index.html``).
+    """
     gx = _gx()
     results: dict[int, Any] = {}
+    suite_results: list[Any] = []
     with _LOCK:
         for frame, (df, id_columns) in frames.items():
             batch = _batch_definition(f"{suite}.{frame}").get_batch(batch_parameters={"dataframe": df})
@@ -104,8 +113,11 @@ def run_checks(
                 "unexpected_index_column_names": id_columns,
             }
             # GX returns results in its own order (grouped by metric), so match them by meta key.
-            for r in batch.validate(gx_suite, result_format=result_format).results:
+            validated = batch.validate(gx_suite, result_format=result_format)
+            suite_results.append(validated)
+            for r in validated.results:
                 results[r.expectation_config.meta[_KEY]] = r
+        docs = build_data_docs(docs_dir, suite_results) if docs_dir is not None else ""
     outcomes = []
     for i, check in enumerate(checks):
         r = results[i]
@@ -120,6 +132,7 @@ def run_checks(
             )
         )
     report = ValidationReport(suite=suite, success=all(o.success for o in outcomes if o.blocking), rows=rows, outcomes=outcomes)
+    report = replace(report, data_docs=docs)
     for o in report.warnings():
         log.warning("%s: flagged: %s: %s", suite, o.description, summarise_observed(o.observed))
     for o in report.failed():
@@ -127,6 +140,32 @@ def run_checks(
     verdict = "passed" if report.success else "FAILED"
     log.info("%s validation %s (%d rows, %d failed, %d warnings)", suite, verdict, rows, len(report.failed()), len(report.warnings()))
     return report
+
+
+def build_data_docs(docs_dir: Path, suite_results: list[Any]) -> str:
+    """Store the results in the context's (in-memory) results store and let GX's site builder render them.
+
+    The site is a plain folder of HTML (GX's ``SiteBuilder`` on a filesystem backend); returns its index.html.
+    """
+    from great_expectations.core.run_identifier import RunIdentifier
+    from great_expectations.data_context.types.resource_identifiers import ExpectationSuiteIdentifier, ValidationResultIdentifier
+
+    docs_dir = Path(docs_dir).resolve()
+    site = f"facesearch-{abs(hash(str(docs_dir))):x}"
+    if site not in (_context.get_site_names() or []):
+        _context.add_data_docs_site(site_name=site, site_config={
+            "class_name": "SiteBuilder",
+            "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir)},
+            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+        })
+    run = RunIdentifier(run_name="facesearch")
+    for result in suite_results:
+        key = ValidationResultIdentifier(ExpectationSuiteIdentifier(name=result.suite_name), run_id=run, batch_identifier="whole")
+        _context.validation_results_store.set(key, result)
+    _context.build_data_docs(site_names=[site])
+    index = docs_dir / "index.html"
+    log.debug("great-expectations Data Docs: %s", index)
+    return str(index)
 
 
 def conform(df: pd.DataFrame, columns: tuple[str, ...], name: str) -> pd.DataFrame:

@@ -2,15 +2,20 @@
 
 Searchers only ever see the alias, which points at a complete, indexed, loaded collection before
 and after the single ``alter_alias``. The previous collection is kept for ``--rollback``; the
-``promotion.keep_collections`` newest served collections are kept, older candidates are dropped.
+``promotion.keep_collections`` newest served collections are kept, older served ones are dropped,
+and so are candidates whose run died (``promotion.abandoned_after_h``); see :func:`apply_retention`.
 """
 
 from __future__ import annotations
 
+import fcntl
 import logging
-import re
+import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from facesearch.errors import FaceSearchError
@@ -33,6 +38,7 @@ class Promotion:
     p95_ms: float
     reason: str
     dropped: list[str]
+    registered_version: str = ""  # the MLflow model version behind <tracking.registered_model>@serving
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -49,30 +55,78 @@ class Promotion:
 
 
 def promote(store: FaceStore, settings: Settings, collection: str, trial: Trial, reason: str, run_id: str = "") -> Promotion:
-    """Index ``collection`` with the trial's nlist (verified), record it, then move the alias."""
+    """Index ``collection`` with the trial's nlist (verified), record it, then move the alias.
+
+    Promotions run one at a time (:func:`promotion_lock`) and read the alias under the lock, so two
+    racing promotions chain (the second records the first as its previous). Promoting what already
+    serves for the same ``run_id`` is the retry of a half-done promotion: it completes the bookkeeping.
+    """
     alias = settings.milvus.alias
-    current = store.alias_target(alias)
-    if current == collection:
-        raise FaceSearchError(f"{collection} is already serving behind {alias}; promote a new candidate instead")
-    store.rebuild_index(collection, trial.nlist)  # the candidate is not served yet: no searcher waits
     registry = CollectionRegistry(store)
-    entry = registry.get(collection) or RegistryEntry(collection=collection, encoder=store.encoder_of(collection) or "")
-    now = time.time()
-    registry.put(
-        entry.with_(nlist=trial.nlist, nprobe=trial.nprobe, recall=trial.recall, p95_ms=trial.p95_ms, mlflow_run_id=run_id,
-                    previous=current or "", status="serving", promoted_at=now)
-    )
-    store.point_alias(alias, collection)
-    if current:
-        old = registry.get(current)
-        registry.put((old or RegistryEntry(collection=current, encoder=store.encoder_of(current) or "", created_at=now - 1)).with_(status="previous"))
-    dropped = apply_retention(store, settings, keep={collection, current or ""})
+    if store.alias_target(alias) != collection:
+        require_promotable(store, registry, collection)
+        store.rebuild_index(collection, trial.nlist)  # the candidate is not served yet: no searcher waits
+    with promotion_lock(settings):
+        current = store.alias_target(alias)  # again, under the lock: another promotion may have moved it
+        entry = registry.get(collection) or RegistryEntry(collection=collection, encoder=store.encoder_of(collection) or "")
+        if current == collection:
+            if entry.status != "serving" or entry.mlflow_run_id != run_id:
+                raise FaceSearchError(f"{collection} is already serving behind {alias} (promoted from run {entry.mlflow_run_id or '?'}); "
+                                      "promote a new candidate instead")
+            log.info("%s already serves behind %s (a retried promotion): completing the bookkeeping", collection, alias)
+            current = entry.previous or None
+        else:
+            registry.put(entry.with_(nlist=trial.nlist, nprobe=trial.nprobe, recall=trial.recall, p95_ms=trial.p95_ms,
+                                     mlflow_run_id=run_id, previous=current or "", status="serving", promoted_at=time.time()))
+            store.point_alias(alias, collection)
+        if current:
+            old = registry.get(current)
+            if old is None or old.status == "serving":
+                registry.put((old or RegistryEntry(collection=current, encoder=store.encoder_of(current) or "",
+                                                   created_at=time.time() - 1)).with_(status="previous"))
+        dropped = apply_retention(store, settings, keep={collection, current or ""})
     log.info("promoted %s (nlist=%d nprobe=%d) behind %s; previous %s", collection, trial.nlist, trial.nprobe, alias, current)
     return Promotion(alias, collection, current, trial.nlist, trial.nprobe, trial.recall, trial.p95_ms, reason, dropped)
 
 
+def require_promotable(store: FaceStore, registry: CollectionRegistry, collection: str) -> None:
+    """A candidate that does not exist or is still loading is refused before anything changes."""
+    if not store.has_collection(collection):
+        raise FaceSearchError(f"cannot promote {collection}: no such collection (dropped, or the load never ran)")
+    entry = registry.get(collection)
+    if entry is not None and entry.status == "loading":
+        raise FaceSearchError(f"cannot promote {collection}: it is still loading (or its load died); re-run the re-index")
+
+
+@contextmanager
+def promotion_lock(settings: Settings) -> Iterator[None]:
+    """One promotion (or rollback) at a time per alias: an exclusive flock under ``paths.data_dir/locks``."""
+    folder = Path(settings.paths.data_dir) / "locks"
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder / f"promote-{settings.milvus.alias}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    deadline = time.monotonic() + settings.promotion.lock_timeout_s
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise FaceSearchError(f"another promotion of {settings.milvus.alias} held its lock for "
+                                          f"{settings.promotion.lock_timeout_s:.0f} s (promotion.lock_timeout_s); nothing was promoted") from None
+                time.sleep(0.2)
+        yield
+    finally:
+        os.close(fd)  # closing releases the flock
+
+
 def rollback(store: FaceStore, settings: Settings) -> Promotion:
     """Point the alias back at the collection that served before the current one."""
+    with promotion_lock(settings):
+        return _rollback(store, settings)
+
+
+def _rollback(store: FaceStore, settings: Settings) -> Promotion:
     alias = settings.milvus.alias
     current = store.alias_target(alias)
     registry = CollectionRegistry(store)
@@ -94,21 +148,29 @@ def rollback(store: FaceStore, settings: Settings) -> Promotion:
 
 
 def apply_retention(store: FaceStore, settings: Settings, keep: set[str]) -> list[str]:
-    """Drop pipeline candidates beyond the ``keep_collections`` most recently served ones."""
+    """Drop pipeline collections that are finished and old; never one another run may still be building.
+
+    Dropped: collections registered as served before (``previous``/``retired``) beyond the
+    ``keep_collections`` most recently served, and candidates left ``loading``/unpromoted for
+    ``abandoned_after_h`` (their run died). Unregistered collections are never dropped.
+    """
     registry = CollectionRegistry(store)
-    served = [e.collection for e in registry.all() if e.promoted_at > 0]
+    entries = registry.all()
+    served = [e.collection for e in entries if e.promoted_at > 0]
     protected = set(served[: settings.promotion.keep_collections]) | keep
     protected.add(store.alias_target(settings.milvus.alias) or "")
-    pattern = re.compile(rf"^{re.escape(settings.milvus.collection_prefix)}__.+__[0-9a-f]{{8}}__\d{{14}}$")
+    abandoned_before = time.time() - settings.promotion.abandoned_after_h * 3600
     dropped = []
-    for name in store.list_collections():
-        if pattern.match(name) and name not in protected:
-            entry = registry.get(name)
-            if entry and entry.promoted_at == 0 and time.time() - entry.created_at < 3600:
-                continue  # a candidate another run may still be sweeping
-            store.drop_collection(name)
-            registry.remove(name)
-            dropped.append(name)
+    for entry in entries:
+        if entry.collection in protected or not entry.dataset_version:  # not built by the pipeline: not ours to drop
+            continue
+        finished = entry.status in ("previous", "retired") or (entry.status == "serving" and entry.promoted_at > 0)
+        abandoned = entry.status in ("loading", "candidate") and entry.created_at < abandoned_before
+        if finished or abandoned:
+            if store.has_collection(entry.collection):
+                store.drop_collection(entry.collection)
+            registry.remove(entry.collection)
+            dropped.append(entry.collection)
     if dropped:
         log.info("dropped old collections: %s", ", ".join(dropped))
     return dropped

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +19,10 @@ from facesearch.errors import FaceSearchError
 from facesearch.ingest.dataset import build_manifest
 from facesearch.ingest.embed_plan import EmbedPlan, embed_in_process, plan_embedding
 from facesearch.ingest.embedcache import EmbedReport, embedding_quality_frames
+from facesearch.logging_setup import native_stderr_to_log
 from facesearch.models.encoders import ENCODER_DIMS
 from facesearch.pipeline.candidates import Candidate, load_candidate
-from facesearch.pipeline.promote import Promotion, promote
+from facesearch.pipeline.promote import Promotion, promote, rollback
 from facesearch.pipeline.sweep import SweepResult, choose_trial, run_sweep
 from facesearch.pipeline.tracking import DatasetRef, SweepRuns, log_sweep
 from facesearch.pipeline.validate import ValidationReport, validate_embeddings, validate_manifest
@@ -37,9 +38,11 @@ __all__ = [
     "build_manifest",
     "check_embeddings",
     "check_manifest",
+    "data_docs_dir",
     "embed_images",
     "load_candidate_step",
     "promote_best",
+    "rollback_step",
     "serving_is_current",
     "sweep_candidate",
     "version_dataset",
@@ -58,8 +61,13 @@ def write_report(settings: Settings, name: str, doc: dict[str, Any], markdown: s
     return path
 
 
+def data_docs_dir(settings: Settings) -> Path:
+    """Where great-expectations writes its HTML Data Docs: ``<paths.reports_dir>/data_docs``."""
+    return Path(settings.paths.reports_dir) / "data_docs"
+
+
 def check_manifest(manifest: pd.DataFrame, settings: Settings) -> ValidationReport:
-    report = validate_manifest(manifest, settings)
+    report = validate_manifest(manifest, settings, docs_dir=data_docs_dir(settings))
     write_report(settings, "validation_manifest", report.to_dict(), report.to_markdown())
     return report
 
@@ -82,7 +90,7 @@ def embed_images(manifest: pd.DataFrame, settings: Settings, progress: Any = Non
 def check_embeddings(manifest: pd.DataFrame, settings: Settings, encoder_id: str) -> ValidationReport:
     dim = ENCODER_DIMS[encoder_id]
     faces, images = embedding_quality_frames(manifest, settings.paths.embeddings_dir, encoder_id, dim)
-    report = validate_embeddings(faces, images, settings, expected_dim=dim, encoder_id=encoder_id)
+    report = validate_embeddings(faces, images, settings, expected_dim=dim, encoder_id=encoder_id, docs_dir=data_docs_dir(settings))
     write_report(settings, "validation_embeddings", report.to_dict(), report.to_markdown())
     return report
 
@@ -106,9 +114,10 @@ def serving_is_current(settings: Settings, version: DatasetVersion, encoder_id: 
     return Freshness(same, target, why)
 
 
-def load_candidate_step(manifest: pd.DataFrame, settings: Settings, version: DatasetVersion, encoder_id: str) -> Candidate:
-    with FaceStore(settings.milvus) as store:
-        return load_candidate(store, settings, manifest, encoder_id, ENCODER_DIMS[encoder_id], version.md5)
+def load_candidate_step(manifest: pd.DataFrame, settings: Settings, version: DatasetVersion, encoder_id: str, run_key: str) -> Candidate:
+    """Load (or, on a retry with the same ``run_key``, finish loading) this run's candidate."""
+    with FaceStore(settings.milvus) as store, native_stderr_to_log():  # faiss k-means warnings: to the log at DEBUG
+        return load_candidate(store, settings, manifest, encoder_id, ENCODER_DIMS[encoder_id], version.md5, run_key)
 
 
 def dataset_path(settings: Settings) -> str:
@@ -119,7 +128,7 @@ def dataset_path(settings: Settings) -> str:
 
 def sweep_candidate(settings: Settings, candidate: Candidate, extra_artifacts: list[Path] = ()) -> tuple[SweepResult, SweepRuns]:
     """Run the nlist x nprobe sweep and log it to MLflow (one parent, one child per nlist)."""
-    with FaceStore(settings.milvus) as store:
+    with FaceStore(settings.milvus) as store, native_stderr_to_log():  # one IVF build per nlist: faiss warns on small sets
         result = run_sweep(store, candidate.collection, settings)
     best, reason = choose_trial(result.trials, settings.promotion.min_recall)
     tags = {"dataset_version": candidate.dataset_version, "encoder": candidate.encoder, "settings": settings.fingerprint()}
@@ -146,7 +155,7 @@ def sweep_candidate(settings: Settings, candidate: Candidate, extra_artifacts: l
 
 def promote_best(settings: Settings, collection: str, result: SweepResult, runs: SweepRuns) -> Promotion:
     """Choose by the promotion rule, build it on the candidate, move the alias, tag MLflow."""
-    from facesearch.pipeline.tracking import tag_promoted
+    from facesearch.pipeline.tracking import record_serving, require_runs, tag_promoted
 
     best, reason = choose_trial(result.trials, settings.promotion.min_recall)
     child = runs.child_run_ids.get(best.nlist)
@@ -155,11 +164,24 @@ def promote_best(settings: Settings, collection: str, result: SweepResult, runs:
             f"sweep run {runs.parent_run_id} has no child run for nlist={best.nlist} (the sweep stopped before logging it); "
             "nothing was promoted: run the sweep again (facesearch sweep, or facesearch reindex --force)"
         )
-    with FaceStore(settings.milvus) as store:
+    require_runs(settings.tracking, [runs.parent_run_id, child])  # the runs the bookkeeping tags, before the alias moves
+    with FaceStore(settings.milvus) as store, native_stderr_to_log():
         promotion = promote(store, settings, collection, best, reason, child)
     tag_promoted(settings.tracking, {"parent": runs.parent_run_id, "child": child}, reason)
+    version = record_serving(settings.tracking, collection, runs.parent_run_id, child, best.nlist, best.nprobe)
+    promotion = replace(promotion, registered_version=version)
     write_report(settings, "promotion", promotion.as_dict(), promotion.to_markdown())
     return promotion
+
+
+def rollback_step(settings: Settings) -> Promotion:
+    """Point the serving alias back at the previous collection, and ``@serving`` in MLflow with it."""
+    from facesearch.pipeline.tracking import serve_recorded_version
+
+    with FaceStore(settings.milvus) as store:
+        promotion = rollback(store, settings)
+    version = serve_recorded_version(settings.tracking, promotion.collection)
+    return replace(promotion, registered_version=version or "")
 
 
 def summary(**parts: Any) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from facesearch.errors import FaceSearchError
 from facesearch.pipeline.sweep import SweepResult, Trial
 from facesearch.settings import TrackingSettings
 
@@ -162,6 +163,38 @@ def load_sweep(settings: TrackingSettings, run_id: str) -> SweepResult:
         return SweepResult.from_dict(json.loads(Path(local).read_text()))
 
 
+def sweep_for_promotion(settings: TrackingSettings, parent: str) -> tuple[SweepResult, SweepRuns]:
+    """The finished sweep behind ``parent`` (trials and child runs), or a clear error naming what is missing."""
+    from mlflow.exceptions import MlflowException
+
+    client = client_for(settings)
+    try:
+        run = client.get_run(parent)
+    except MlflowException as exc:
+        raise FaceSearchError(f"no MLflow run {parent} in {settings.mlflow_uri}: {str(exc).splitlines()[0]}") from exc
+    died = f"sweep run {parent} (status {run.info.status}) has no {{what}}: the sweep died before it finished logging; nothing was promoted"
+    if "children" not in run.data.tags:
+        raise FaceSearchError(died.format(what="'children' tag (its child runs per nlist)"))
+    try:
+        result = load_sweep(settings, parent)
+    except (MlflowException, OSError, ValueError, KeyError) as exc:
+        raise FaceSearchError(died.format(what=f"readable {TRIALS_ARTIFACT} artifact ({str(exc).splitlines()[0]})")) from exc
+    children = {int(k): v for k, v in json.loads(run.data.tags["children"]).items()}
+    return result, SweepRuns(run.info.experiment_id, parent, children)
+
+
+def require_runs(settings: TrackingSettings, run_ids: list[str]) -> None:
+    """Every run promotion will tag exists (checked before the alias moves)."""
+    from mlflow.exceptions import MlflowException
+
+    client = client_for(settings)
+    for run_id in run_ids:
+        try:
+            client.get_run(run_id)
+        except MlflowException as exc:
+            raise FaceSearchError(f"MLflow run {run_id} is missing from {settings.mlflow_uri}; nothing was promoted") from exc
+
+
 def latest_sweep_run(settings: TrackingSettings, collection: str | None = None) -> str | None:
     """The newest parent sweep run (optionally for one collection)."""
     client = client_for(settings)
@@ -181,6 +214,47 @@ def tag_promoted(settings: TrackingSettings, runs: dict[str, str], reason: str) 
         client.set_tag(run_id, "promotion_reason", reason)
 
 
+SERVING_ALIAS = "serving"
+
+
+def record_serving(settings: TrackingSettings, collection: str, parent_run_id: str, child_run_id: str, nlist: int, nprobe: int) -> str:
+    """Point ``<registered_model>@serving`` at a model version for this promotion (made once: retries reuse it).
+
+    The version's source is the sweep run's trials artifact and its run is the sweep run, so the
+    MLflow UI answers "what serves now?" and links to the sweep that chose it.
+    """
+    from mlflow.exceptions import MlflowException
+
+    client = client_for(settings)
+    name = settings.registered_model
+    try:
+        client.get_registered_model(name)
+    except MlflowException:
+        client.create_registered_model(name, description="The IVF configuration and collection behind FaceSearch's serving alias")
+    mine = [v for v in client.search_model_versions(f"name='{name}' and run_id='{parent_run_id}'") if v.tags.get("collection") == collection]
+    version = mine[0] if mine else client.create_model_version(
+        name, source=f"runs:/{parent_run_id}/{TRIALS_ARTIFACT}", run_id=parent_run_id,
+        tags={"collection": collection, "child_run_id": child_run_id, "nlist": str(nlist), "nprobe": str(nprobe)},
+        description=f"{collection}: IVF_FLAT nlist={nlist}, nprobe={nprobe}",
+    )
+    client.set_registered_model_alias(name, SERVING_ALIAS, version.version)
+    log.info("MLflow: %s@%s -> version %s (%s)", name, SERVING_ALIAS, version.version, collection)
+    return str(version.version)
+
+
+def serve_recorded_version(settings: TrackingSettings, collection: str) -> str | None:
+    """After a rollback: move ``@serving`` to the newest version recorded for ``collection`` (None if there is none)."""
+    client = client_for(settings)
+    name = settings.registered_model
+    versions = sorted(client.search_model_versions(f"name='{name}' and tags.collection='{collection}'"), key=lambda v: int(v.version))
+    if not versions:
+        log.warning("MLflow: no %s version records %s; %s@%s left as it was", name, collection, name, SERVING_ALIAS)
+        return None
+    client.set_registered_model_alias(name, SERVING_ALIAS, versions[-1].version)
+    log.info("MLflow: %s@%s -> version %s (%s, rollback)", name, SERVING_ALIAS, versions[-1].version, collection)
+    return str(versions[-1].version)
+
+
 def log_failed_validation(settings: TrackingSettings, report: Any, tags: dict[str, str]) -> str:
     """File a failed validation suite in MLflow (JSON + markdown report) so it is seen next to the sweeps."""
     client = client_for(settings)
@@ -191,5 +265,7 @@ def log_failed_validation(settings: TrackingSettings, report: Any, tags: dict[st
             path = Path(tmp) / name
             path.write_text(text)
             client.log_artifact(run.info.run_id, str(path))
+    if getattr(report, "data_docs", ""):  # GX's HTML Data Docs folder, as data_docs/
+        client.log_artifact(run.info.run_id, str(Path(report.data_docs).parent))
     client.set_terminated(run.info.run_id, status="FAILED")
     return str(run.info.run_id)

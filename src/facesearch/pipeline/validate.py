@@ -38,6 +38,8 @@ from facesearch.pipeline.gx_runner import Check, conform, run_checks
 from facesearch.pipeline.validation_report import ValidationFailedError, ValidationReport, require
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import pandas as pd
 
     from facesearch.settings import Settings
@@ -56,8 +58,8 @@ FACES_COLUMNS = ("image_sha256", "face_index", "dim", "norm", "has_nan", "det_pr
 IMAGES_COLUMNS = ("image_sha256", "n_faces")
 
 
-def validate_manifest(manifest: pd.DataFrame, settings: Settings) -> ValidationReport:
-    """Run the ``image_manifest`` suite on a scan of the dataset folder."""
+def validate_manifest(manifest: pd.DataFrame, settings: Settings, docs_dir: Path | None = None) -> ValidationReport:
+    """Run the ``image_manifest`` suite on a scan of the dataset folder (GX Data Docs into ``docs_dir``, if given)."""
     v = settings.validation
     manifest = conform(manifest, MANIFEST_COLUMNS, "manifest")
     readable = manifest[manifest["readable"].eq(True)]
@@ -99,11 +101,12 @@ def validate_manifest(manifest: pd.DataFrame, settings: Settings) -> ValidationR
         ),
     ]
     frames = {"all": (manifest, ["path"]), "readable": (readable, ["path"])}
-    return run_checks("image_manifest", checks, frames, rows=len(manifest))
+    return run_checks("image_manifest", checks, frames, rows=len(manifest), docs_dir=docs_dir)
 
 
 def validate_embeddings(
-    faces: pd.DataFrame, images: pd.DataFrame, settings: Settings, *, expected_dim: int, encoder_id: str | None = None
+    faces: pd.DataFrame, images: pd.DataFrame, settings: Settings, *, expected_dim: int, encoder_id: str | None = None,
+    docs_dir: Path | None = None,
 ) -> ValidationReport:
     """Run the ``embeddings`` suite on per-face stats and per-image face counts (``rows`` = faces)."""
     v = settings.validation
@@ -145,4 +148,4 @@ def validate_embeddings(
         ),
     ]
     frames = {"faces": (faces, ["image_sha256", "face_index"]), "images": (images, ["image_sha256"])}
-    return run_checks("embeddings", checks, frames, rows=len(faces))
+    return run_checks("embeddings", checks, frames, rows=len(faces), docs_dir=docs_dir)

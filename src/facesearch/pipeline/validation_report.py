@@ -32,6 +32,7 @@ class ValidationReport:
     success: bool
     rows: int
     outcomes: list[ExpectationOutcome] = field(default_factory=list)
+    data_docs: str = ""  # GX's own HTML Data Docs of this run (index.html), when they were built
 
     def failed(self) -> list[ExpectationOutcome]:
         """Blocking expectations that failed."""
@@ -50,6 +51,7 @@ class ValidationReport:
             "failed": len(self.failed()),
             "warnings": len(self.warnings()),
             "outcomes": [asdict(o) for o in self.outcomes],
+            "data_docs": self.data_docs,
         }
 
     def to_markdown(self) -> str:

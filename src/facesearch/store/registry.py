@@ -16,7 +16,7 @@ from facesearch.settings import Settings
 from facesearch.store.face_store import FaceStore
 from facesearch.store.records import quote
 
-STATUSES = ("candidate", "serving", "previous", "retired")
+STATUSES = ("loading", "candidate", "serving", "previous", "retired")  # loading: registered before its rows
 
 
 @dataclass(frozen=True)
