@@ -224,12 +224,22 @@ class Settings(_Section):
 
     def fingerprint(self) -> str:
         """Stable hash of the settings that shape a built collection (not where things run or log)."""
-        blob = json.dumps(self.model_dump(mode="json", exclude=set(OPERATIONAL_SECTIONS)), sort_keys=True)
+        exclude: dict[str, Any] = {section: True for section in OPERATIONAL_SECTIONS} | {
+            section: set(keys) for section, keys in OPERATIONAL_KEYS.items()
+        }
+        blob = json.dumps(self.model_dump(mode="json", exclude=exclude), sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-# Sections that say where and how FaceSearch runs, not what it builds: left out of fingerprint().
-OPERATIONAL_SECTIONS = ("milvus", "paths", "tracking", "schedule", "api", "logging", "compute")
+# Sections that say where and how FaceSearch runs or queries, not what it builds: left out of fingerprint().
+# identify/search/duplicates are read at query time only; changing them must not force a rebuild.
+OPERATIONAL_SECTIONS = ("milvus", "paths", "tracking", "schedule", "api", "logging", "compute", "identify", "search", "duplicates")
+# Keys of built-shaping sections that change neither the stored vectors nor the index.
+OPERATIONAL_KEYS = {
+    "encoder": ("batch_size", "num_threads", "allow_download"),
+    "images": ("load_workers",),
+    "dataset": ("dvc_remote", "dvc_remote_name", "push"),
+}
 
 
 class _Sources(BaseSettings):
