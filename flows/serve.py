@@ -13,6 +13,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from facesearch.settings import Settings, load_settings
@@ -39,23 +41,39 @@ def _wait_healthy(url: str, timeout_s: float = 90) -> None:
     raise RuntimeError(f"Prefect server at {url} did not become healthy in {timeout_s:.0f} s")
 
 
+@contextmanager
+def local_prefect_server(command: list[str] | None = None, url: str = LOCAL_API, timeout_s: float = 90) -> Iterator[str]:
+    """Run ``command`` (``prefect server start`` on 127.0.0.1:4200) until the block ends; yields its API URL.
+
+    The process is started inside the ``try``: a server that never becomes healthy is stopped too.
+    """
+    command = command or [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", "4200"]
+    server = subprocess.Popen(command)
+    try:
+        _wait_healthy(url, timeout_s)
+        yield url
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            log.warning("Prefect server (pid %d) ignored SIGTERM for 30 s: killing it", server.pid)
+            server.kill()
+            server.wait()
+
+
 def main() -> None:
     from prefect import serve
 
     logging.basicConfig(level=logging.INFO)
     settings = load_settings()
-    server = None
-    if not os.environ.get("PREFECT_API_URL"):
-        log.info("PREFECT_API_URL is not set: starting a local Prefect server (UI at http://127.0.0.1:4200)")
-        server = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", "4200"])
-        _wait_healthy(LOCAL_API)
-        os.environ["PREFECT_API_URL"] = LOCAL_API
-    try:
+    if os.environ.get("PREFECT_API_URL"):
         serve(deployment(settings))
-    finally:
-        if server is not None:
-            server.terminate()
-            server.wait(timeout=30)
+        return
+    log.info("PREFECT_API_URL is not set: starting a local Prefect server (UI at http://127.0.0.1:4200)")
+    with local_prefect_server() as url:
+        os.environ["PREFECT_API_URL"] = url
+        serve(deployment(settings))
 
 
 if __name__ == "__main__":
