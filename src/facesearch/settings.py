@@ -224,9 +224,7 @@ class Settings(_Section):
 
     def fingerprint(self) -> str:
         """Stable hash of the settings that shape a built collection (not where things run or log)."""
-        exclude: dict[str, Any] = {section: True for section in OPERATIONAL_SECTIONS} | {
-            section: set(keys) for section, keys in OPERATIONAL_KEYS.items()
-        }
+        exclude: dict[str, Any] = {section: True for section in OPERATIONAL_SECTIONS} | {section: set(keys) for section, keys in OPERATIONAL_KEYS.items()}
         blob = json.dumps(self.model_dump(mode="json", exclude=exclude), sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
