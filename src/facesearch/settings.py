@@ -182,6 +182,7 @@ class ScheduleSettings(_Section):
 
 class ApiSettings(_Section):
     host: str = "127.0.0.1"  # binding beyond loopback requires api_key
+    allowed_hosts: tuple[str, ...] = Field(("127.0.0.1", "localhost"), description="Host headers accepted (DNS rebinding); the bind host is added")
     port: int = Field(8000, ge=1, le=65535)
     api_key: str = Field("", description="required as X-API-Key on every endpoint but /health, / and docs when set")
     max_upload_bytes: int = Field(10_000_000, ge=1)

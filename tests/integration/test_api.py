@@ -31,6 +31,7 @@ PEOPLE = ("John_Simm", "John_Salley")
 PHOTOS_PER_PERSON = 6
 HELD_OUT = {"John_Simm": "000310_00470511.jpg", "John_Salley": "000200_02159354.jpg"}
 JPEG_MAGIC = b"\xff\xd8\xff"
+BASE_URL = "http://localhost"  # an accepted Host (TestClient's default "testserver" is not)
 
 
 @dataclass(frozen=True)
@@ -107,7 +108,7 @@ def indexed(tmp_path_factory: pytest.TempPathFactory, johns: Path, samples: Path
 
 @pytest.fixture(scope="module")
 def client(indexed: Indexed) -> Iterator[TestClient]:
-    with TestClient(create_app(indexed.settings), headers={"X-API-Key": API_KEY}) as c:
+    with TestClient(create_app(indexed.settings), base_url=BASE_URL, headers={"X-API-Key": API_KEY}) as c:
         yield c
 
 
@@ -115,7 +116,7 @@ def client(indexed: Indexed) -> Iterator[TestClient]:
 def empty_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     """Nothing indexed, no API key, a 50 kB upload limit."""
     settings = make_settings(tmp_path_factory.mktemp("api-empty"), api={"max_upload_bytes": 50_000})
-    with TestClient(create_app(settings)) as c:
+    with TestClient(create_app(settings), base_url=BASE_URL) as c:
         yield c
 
 
@@ -294,14 +295,50 @@ def test_empty_store_answers_404_until_something_is_indexed(empty_client: TestCl
 
 def test_unreachable_store_is_degraded_not_500(tmp_path: Path, indexed: Indexed):
     settings = make_settings(tmp_path, milvus={"uri": "http://127.0.0.1:9", "timeout_s": 1, "retries": 0})
-    with TestClient(create_app(settings)) as down:  # starts anyway: Milvus may come back
+    with TestClient(create_app(settings), base_url=BASE_URL) as down:  # starts anyway: Milvus may come back
         health = down.get("/health")
-        assert health.status_code == 200
+        assert health.status_code == 503
         assert health.json() | {"milvus_uri": None} == {
             "status": "degraded", "store_reachable": False, "milvus_uri": None, "collection": None, "faces": None, "encoder": None,
         }
         search = down.post("/search", files=upload(indexed.held_out["John_Simm"]))
         assert search.status_code == 503 and search.json()["error"] == "store_unavailable"
+
+
+def test_only_configured_host_names_are_answered(client: TestClient, indexed: Indexed):
+    """DNS rebinding: a page on evil.example resolving to 127.0.0.1 sends Host: evil.example -> 400."""
+    for host in ("evil.example", "evil.example:8000", "127.0.0.1.evil.example", "testserver"):
+        for path in ("/duplicates", "/stats", "/health", "/"):
+            response = client.get(path, headers={"Host": host})
+            assert response.status_code == 400, (host, path)
+            assert "faces" not in response.text and "image_path" not in response.text
+    for host in ("localhost", "127.0.0.1:8000", "LOCALHOST:1234"):
+        assert client.get("/stats", headers={"Host": host}).status_code == 200, host
+    extra = indexed.settings.model_copy(update={"api": indexed.settings.api.model_copy(update={"allowed_hosts": ("photos.lan",), "host": "10.0.0.5"})})
+    with TestClient(create_app(extra), base_url="http://photos.lan", headers={"X-API-Key": API_KEY}) as lan:
+        assert lan.get("/stats").status_code == 200
+        assert lan.get("/stats", headers={"Host": "10.0.0.5:8000"}).status_code == 200  # the bind host is always accepted
+        assert lan.get("/stats", headers={"Host": "localhost"}).status_code == 400  # allowed_hosts replaces the defaults
+
+
+def test_down_store_answers_503_at_once_without_queueing(tmp_path: Path):
+    """While Milvus is down, no request waits on another's connection retries (Services.get held a lock across them)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    settings = make_settings(tmp_path, milvus={"uri": "http://127.0.0.1:9", "timeout_s": 1, "retries": 3, "retry_backoff_s": 0.5})
+    with TestClient(create_app(settings), base_url=BASE_URL) as down:
+
+        def timed(path: str) -> tuple[int, float]:
+            started = time.monotonic()
+            status = down.get(path).status_code
+            return status, time.monotonic() - started
+
+        started = time.monotonic()
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(timed, ["/health"] * 6 + ["/stats"] * 2))
+        wall = time.monotonic() - started
+    assert [status for status, _ in answers] == [503] * 8
+    assert max(took for _, took in answers) < 2.5 and wall < 3.0, answers  # one connect with retries takes 3.5 s
 
 
 def test_loopback_rule():
