@@ -393,3 +393,45 @@ def test_searches_survive_alias_moves(client: TestClient, indexed: Indexed):
             store.point_alias(alias, original)
             store.drop_collection(twin)
     assert statuses == [200] * 100 and moves[0] >= 10
+
+
+def test_promotion_to_another_encoders_collection_is_followed(client: TestClient, indexed: Indexed):
+    """Defect 1: the API cached the first encoder; after the alias moved to an SFace collection, queries were
+    embedded with dlib into SFace's space. With encoder.backend=auto it loads SFace; pinned to dlib it is 503, never 500."""
+    from facesearch.ingest.indexer import index_jobs, plan_jobs
+    from facesearch.models.encoders import build_encoder
+    from facesearch.store import FaceStore
+
+    settings, alias = indexed.settings, indexed.settings.milvus.alias
+    auto = settings.model_copy(update={"encoder": settings.encoder.model_copy(update={"backend": "auto"})})
+    group, held = indexed.photos / "group.jpg", indexed.held_out["John_Simm"]
+    with FaceStore(settings.milvus) as store, TestClient(create_app(auto), base_url=BASE_URL, headers={"X-API-Key": API_KEY}) as followed:
+        dlib_collection = store.alias_target(alias)
+        before = followed.post("/search", files=upload(held), data={"k": "1"})
+        assert before.status_code == 200 and before.json()["faces"][0]["hits"][0]["identity"] == "John_Simm"
+        sface = build_encoder(auto, "sface")
+        sface_collection = store.collection_name(sface.encoder_id)
+        store.ensure_collection(sface_collection, sface.dim, settings.index)
+        enrolled, _ = plan_jobs([indexed.photos / person for person in PEOPLE], auto, identity_from_folder=True)
+        others, _ = plan_jobs([group], auto)
+        index_jobs(enrolled + others, auto, store, sface, sface_collection)
+        store.point_alias(alias, sface_collection)
+        try:
+            assert followed.get("/health").json()["encoder"] == "sface-2021dec"
+            for api in (followed, client):  # the auto app, and the long-running dlib-pinned one
+                api.post("/search", files=upload(held))  # whatever it answers, it must not poison later requests
+            doc = followed.post("/search", files=upload(group), data={"k": "1"})
+            assert doc.status_code == 200, doc.text
+            for face in doc.json()["faces"]:  # the group photo finds itself only when embedded in SFace's space
+                top = face["hits"][0]
+                assert top["image_path"].endswith("group.jpg") and top["distance"] < 1e-3, top
+            who = followed.post("/identify", files=upload(indexed.held_out["John_Salley"])).json()
+            assert who["threshold"] == auto.identify.thresholds["sface-2021dec"] and [f["identity"] for f in who["faces"]] == ["John_Salley"]
+            pinned = client.post("/search", files=upload(held))
+            assert pinned.status_code == 503 and pinned.json()["error"] == "encoder_unavailable"
+            assert "encoder.backend=dlib" in pinned.json()["detail"] and "sface-2021dec" in pinned.json()["detail"]
+        finally:
+            store.point_alias(alias, dlib_collection)
+            store.drop_collection(sface_collection)
+        back = followed.post("/search", files=upload(group), data={"k": "1"})
+        assert back.status_code == 200 and all(f["hits"][0]["distance"] < 1e-3 for f in back.json()["faces"])

@@ -39,6 +39,21 @@ def encoder_for_store(store: FaceStore, settings: Settings) -> FaceEncoder:
     return encoder
 
 
+def encoder_for_collection(settings: Settings, collection: str, encoder_id: str) -> FaceEncoder:
+    """The encoder that made ``collection``'s rows (``encoder_id``): queries must be embedded in its space.
+
+    ``encoder.backend: auto`` follows the collection; a pinned other backend is EncoderMismatchError.
+    """
+    backend = backend_for(encoder_id)
+    if settings.encoder.backend not in ("auto", backend):
+        raise EncoderMismatchError(
+            f"{settings.milvus.alias} -> {collection} holds {encoder_id} embeddings but encoder.backend={settings.encoder.backend}; "
+            f"use encoder.backend=auto (follows the served collection) or {backend}"
+        )
+    log.info("loading encoder %s for %s", backend, collection)
+    return build_encoder(settings, backend)
+
+
 def ingest_collection(store: FaceStore, settings: Settings, encoder: FaceEncoder) -> str:
     """The collection ``index`` writes into, created (and aliased) on first use."""
     target = store.alias_target(settings.milvus.alias)
