@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 
 from facesearch.errors import EncoderMismatchError
-from facesearch.models.encoders import FaceEncoder, backend_for, build_encoder
+from facesearch.models.encoders import BACKEND_ENCODER_IDS, FaceEncoder, backend_for, build_encoder
 from facesearch.settings import Settings
 from facesearch.store import FaceStore
 
@@ -47,8 +47,8 @@ def encoder_for_collection(settings: Settings, collection: str, encoder_id: str)
     backend = backend_for(encoder_id)
     if settings.encoder.backend not in ("auto", backend):
         raise EncoderMismatchError(
-            f"{settings.milvus.alias} -> {collection} holds {encoder_id} embeddings but encoder.backend={settings.encoder.backend}; "
-            f"use encoder.backend=auto (follows the served collection) or {backend}"
+            f"{settings.milvus.alias} -> {collection} holds {encoder_id} embeddings but encoder.backend={settings.encoder.backend} "
+            f"gives {BACKEND_ENCODER_IDS[settings.encoder.backend]}; use encoder.backend={backend} or auto (follows the served collection)"
         )
     log.info("loading encoder %s for %s", backend, collection)
     return build_encoder(settings, backend)
