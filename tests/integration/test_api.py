@@ -22,7 +22,7 @@ from facesearch.serve.api import create_app
 from facesearch.serve.api.auth import check_bind_allowed, is_loopback_host
 from facesearch.settings import Settings
 from tests.conftest import make_settings
-from tests.imagefactory import png_bomb_bytes
+from tests.imagefactory import png_bomb_bytes, resized_recompressed
 
 pytestmark = pytest.mark.integration
 
@@ -40,6 +40,7 @@ class Indexed:
     photos: Path
     held_out: dict[str, Path]
     gone: Path  # indexed, then deleted from disk by the thumbnail test
+    copy_pair: tuple[Path, Path]  # a photo and its resized, recompressed copy
 
 
 def build_photo_dir(root: Path, johns: Path, samples: Path) -> tuple[Path, dict[str, Path]]:
@@ -101,9 +102,11 @@ def indexed(tmp_path_factory: pytest.TempPathFactory, johns: Path, samples: Path
     gone = photos / "unlabelled" / "savage.jpg"
     gone.parent.mkdir()
     shutil.copy(sorted((johns / "John_Savage").glob("*.jpg"))[0], gone)
+    original = min((photos / "John_Salley").glob("*.jpg"))
+    resized_recompressed(original, photos / "John_Salley" / "zz_copy_small.jpg", scale=0.6, quality=70)  # a duplicate pair for /duplicates
     settings = make_settings(root, api={"api_key": API_KEY})
     index_into(settings, [photos / person for person in PEOPLE], [photos / "group.jpg", gone])
-    return Indexed(settings, photos, held, gone)
+    return Indexed(settings, photos, held, gone, (original, photos / "John_Salley" / "zz_copy_small.jpg"))
 
 
 @pytest.fixture(scope="module")
@@ -177,10 +180,14 @@ def test_group_photo_gives_one_entry_per_face(client: TestClient, indexed: Index
         assert top["image_path"].endswith("group.jpg") and top["face_index"] == i and top["distance"] < 1e-3
 
 
-def test_duplicates_and_stats_have_the_cli_shapes(client: TestClient):
+def test_duplicates_and_stats_have_the_cli_shapes(client: TestClient, indexed: Indexed):
     dup = client.get("/duplicates").json()
-    assert dup["threshold"] == 0.55 and isinstance(dup["groups"], list)
-    assert client.get("/duplicates", params={"threshold": 0.2}).json()["threshold"] == 0.2
+    assert dup["threshold"] == 0.55 and len(dup["groups"]) == 1, dup  # the copy pair; other photos of a person are not copies
+    group = dup["groups"][0]
+    assert group["images"] == sorted(str(p.resolve()) for p in indexed.copy_pair)
+    assert 0.0 < group["max_distance"] <= 0.55
+    strict = client.get("/duplicates", params={"threshold": group["max_distance"] / 2}).json()
+    assert strict["threshold"] == group["max_distance"] / 2 and strict["groups"] == []  # the pair's faces are farther apart
     stats = client.get("/stats").json()
     assert stats["index"] == {"type": "IVF_FLAT", "nlist": 16, "metric": "L2"} and stats["dim"] == 128
 
@@ -247,7 +254,8 @@ def test_bad_uploads_are_422(client: TestClient, samples: Path):
 
 def test_decompression_bomb_is_refused(client: TestClient):
     bomb = client.post("/search", files=upload(data=png_bomb_bytes(), name="bomb.png"))
-    assert bomb.status_code in (413, 422) and bomb.json()["error"] == "too_many_pixels"
+    # 413, like any over-limit upload: the request is refused for its (decoded) size, not for being malformed
+    assert bomb.status_code == 413 and bomb.json()["error"] == "too_many_pixels", bomb.text
     modest = client.post("/search", files=upload(data=png_bomb_bytes(7000, 7000), name="bomb.png"))  # 49 MP > 40 MP
     assert modest.status_code == 413 and "api.max_upload_pixels" in modest.json()["detail"]
 
