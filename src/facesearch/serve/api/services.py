@@ -11,9 +11,11 @@ import anyio.to_thread
 from fastapi import Request
 
 from facesearch.errors import (
+    EncoderMismatchError,
     StoreBusyError,
     StoreError,
     StoreUnavailableError,
+    WeightsMissingError,
 )
 from facesearch.serve.api.auth import redact_uri
 from facesearch.settings import Settings
@@ -98,8 +100,13 @@ class Services:
         if target is None:
             log.warning("nothing indexed yet behind alias %s: /search answers 404 until photos are indexed", self.settings.milvus.alias)
             return
-        service.encoder.load()  # models load lazily: pay for the weights now, not on the first request
-        log.info("serving %s -> %s with encoder %s", self.settings.milvus.alias, target, service.encoder.encoder_id)
+        try:
+            encoder = service.encoder
+        except (EncoderMismatchError, WeightsMissingError) as exc:  # the alias may move back: serve 503s with the reason
+            log.error("cannot load the encoder of %s (%s); /search and /identify answer 503 until it can", target, exc)
+            return
+        encoder.load()  # models load lazily: pay for the weights now, not on the first request
+        log.info("serving %s -> %s with encoder %s", self.settings.milvus.alias, target, encoder.encoder_id)
 
     def close(self) -> None:
         with self._lock:
