@@ -101,14 +101,13 @@ class StoreConnection:
     """One open ``MilvusClient`` for the given settings; the mixins of :class:`FaceStore` build on it."""
 
 
-    def __init__(self, settings: MilvusSettings, connect_attempts: int | None = None) -> None:
-        """``connect_attempts`` (default ``milvus.retries + 1``; always 1 on Milvus Lite) bounds the first connect."""
+    def __init__(self, settings: MilvusSettings) -> None:
         self.settings = settings
         self._loaded: set[str] = set()
-        self._client = self._connect(connect_attempts)
+        self._client = self._connect()
 
     # -- connection -------------------------------------------------------------------------
-    def _connect(self, attempts: int | None = None) -> Any:
+    def _connect(self) -> Any:
         from pymilvus import MilvusClient
 
         quiet_pymilvus_logging()
@@ -118,7 +117,7 @@ class StoreConnection:
                 raise StoreError(f"milvus.uri {uri!r}: a Milvus Lite path must end in .db (or use http://host:port)")
             Path(uri).expanduser().parent.mkdir(parents=True, exist_ok=True)
             uri = str(Path(uri).expanduser())
-            attempts = 1  # a local file: retrying cannot help
+        attempts = 1 if self.settings.is_local_lite else None  # a local file: retrying cannot help
 
         def connect() -> Any:
             client = MilvusClient(uri=uri, token=self.settings.token, db_name=self.settings.db_name, timeout=self.settings.timeout_s)
