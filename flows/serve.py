@@ -15,6 +15,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -47,29 +49,49 @@ def _wait_healthy(url: str, timeout_s: float = 90) -> None:
     raise RuntimeError(f"Prefect server at {url} did not become healthy in {timeout_s:.0f} s")
 
 
+@contextmanager
+def local_prefect_server(command: list[str], url: str, timeout_s: float = 90) -> Iterator[str]:
+    """Run ``command`` (``prefect server start``) until the block ends; yields its API URL ``url``.
+
+    The process is started inside the ``try``: a server that never becomes healthy is stopped too.
+    """
+    server = subprocess.Popen(command)
+    try:
+        _wait_healthy(url, timeout_s)
+        yield url
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            log.warning("Prefect server (pid %d) ignored SIGTERM for 30 s: killing it", server.pid)
+            server.kill()
+            server.wait()
+
+
 def main() -> None:
     logging.basicConfig(level=logging.INFO)
     settings = load_settings()
     api = settings.schedule.prefect_api_url
-    server = None
-    if not os.environ.get("PREFECT_API_URL") and running_prefect_api(api):
-        log.info("using the Prefect server at %s", api)
-        os.environ["PREFECT_API_URL"] = api
-    elif not os.environ.get("PREFECT_API_URL"):
-        where = urlsplit(api)
-        log.info("PREFECT_API_URL is not set: starting a local Prefect server (UI at %s://%s)", where.scheme, where.netloc)
-        server = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", where.hostname or "127.0.0.1",
-                                   "--port", str(where.port or 4200)])
-        os.environ["PREFECT_API_URL"] = api
-    try:
-        if server is not None:
-            _wait_healthy(api)
+
+    def run() -> None:
         # flow.serve, not prefect.serve(deployment): the runner keeps this flow object, retries included
         scheduled_flow(settings).serve(name=settings.schedule.deployment_name, cron=settings.schedule.cron)
-    finally:
-        if server is not None:
-            server.terminate()
-            server.wait(timeout=30)
+
+    if os.environ.get("PREFECT_API_URL"):
+        run()
+        return
+    if running_prefect_api(api):
+        log.info("using the Prefect server at %s", api)
+        os.environ["PREFECT_API_URL"] = api
+        run()
+        return
+    where = urlsplit(api)
+    log.info("PREFECT_API_URL is not set: starting a local Prefect server (UI at %s://%s)", where.scheme, where.netloc)
+    command = [sys.executable, "-m", "prefect", "server", "start", "--host", where.hostname or "127.0.0.1", "--port", str(where.port or 4200)]
+    with local_prefect_server(command, url=api) as url:
+        os.environ["PREFECT_API_URL"] = url
+        run()
 
 
 if __name__ == "__main__":

@@ -205,6 +205,7 @@ class ScheduleSettings(_Section):
 
 class ApiSettings(_Section):
     host: str = "127.0.0.1"  # binding beyond loopback requires api_key
+    allowed_hosts: tuple[str, ...] = Field(("127.0.0.1", "localhost"), description="Host headers accepted (DNS rebinding); the bind host is added")
     port: int = Field(8000, ge=1, le=65535)
     api_key: str = Field("", description="required as X-API-Key on every endpoint but /health, / and docs when set")
     max_upload_bytes: int = Field(10_000_000, ge=1)
@@ -248,14 +249,21 @@ class Settings(_Section):
 
     def fingerprint(self) -> str:
         """Stable hash of the settings that shape a built collection (not where things run or log)."""
-        exclude = {section: True for section in OPERATIONAL_SECTIONS} | OPERATIONAL_FIELDS
+        exclude: dict[str, Any] = {section: True for section in OPERATIONAL_SECTIONS} | {section: set(keys) for section, keys in OPERATIONAL_KEYS.items()}
         blob = json.dumps(self.model_dump(mode="json", exclude=exclude), sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-# Sections that say where and how FaceSearch runs, not what it builds: left out of fingerprint().
-OPERATIONAL_SECTIONS = ("milvus", "paths", "tracking", "schedule", "api", "logging", "compute", "people")
-OPERATIONAL_FIELDS: dict[str, Any] = {"promotion": {"abandoned_after_h": True, "lock_timeout_s": True}}
+# Sections that say where and how FaceSearch runs or queries, not what it builds: left out of fingerprint().
+# identify/search/duplicates/people are read at query time only; changing them must not force a rebuild.
+OPERATIONAL_SECTIONS = ("milvus", "paths", "tracking", "schedule", "api", "logging", "compute", "identify", "search", "duplicates", "people")
+# Keys of built-shaping sections that change neither the stored vectors nor the index.
+OPERATIONAL_KEYS = {
+    "encoder": ("batch_size", "num_threads", "allow_download"),
+    "images": ("load_workers",),
+    "dataset": ("dvc_remote", "dvc_remote_name", "push"),
+    "promotion": ("abandoned_after_h", "lock_timeout_s"),
+}
 
 
 class _Sources(BaseSettings):

@@ -22,7 +22,7 @@ from facesearch.serve.api import create_app
 from facesearch.serve.api.auth import check_bind_allowed, is_loopback_host
 from facesearch.settings import Settings
 from tests.conftest import make_settings
-from tests.imagefactory import png_bomb_bytes
+from tests.imagefactory import png_bomb_bytes, resized_recompressed
 
 pytestmark = pytest.mark.integration
 
@@ -31,6 +31,7 @@ PEOPLE = ("John_Simm", "John_Salley")
 PHOTOS_PER_PERSON = 6
 HELD_OUT = {"John_Simm": "000310_00470511.jpg", "John_Salley": "000200_02159354.jpg"}
 JPEG_MAGIC = b"\xff\xd8\xff"
+BASE_URL = "http://localhost"  # an accepted Host (TestClient's default "testserver" is not)
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class Indexed:
     photos: Path
     held_out: dict[str, Path]
     gone: Path  # indexed, then deleted from disk by the thumbnail test
+    copy_pair: tuple[Path, Path]  # a photo and its resized, recompressed copy
 
 
 def build_photo_dir(root: Path, johns: Path, samples: Path) -> tuple[Path, dict[str, Path]]:
@@ -100,14 +102,16 @@ def indexed(tmp_path_factory: pytest.TempPathFactory, johns: Path, samples: Path
     gone = photos / "unlabelled" / "savage.jpg"
     gone.parent.mkdir()
     shutil.copy(sorted((johns / "John_Savage").glob("*.jpg"))[0], gone)
+    original = min((photos / "John_Salley").glob("*.jpg"))
+    resized_recompressed(original, photos / "John_Salley" / "zz_copy_small.jpg", scale=0.6, quality=70)  # a duplicate pair for /duplicates
     settings = make_settings(root, api={"api_key": API_KEY})
     index_into(settings, [photos / person for person in PEOPLE], [photos / "group.jpg", gone])
-    return Indexed(settings, photos, held, gone)
+    return Indexed(settings, photos, held, gone, (original, photos / "John_Salley" / "zz_copy_small.jpg"))
 
 
 @pytest.fixture(scope="module")
 def client(indexed: Indexed) -> Iterator[TestClient]:
-    with TestClient(create_app(indexed.settings), headers={"X-API-Key": API_KEY}) as c:
+    with TestClient(create_app(indexed.settings), base_url=BASE_URL, headers={"X-API-Key": API_KEY}) as c:
         yield c
 
 
@@ -115,7 +119,7 @@ def client(indexed: Indexed) -> Iterator[TestClient]:
 def empty_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     """Nothing indexed, no API key, a 50 kB upload limit."""
     settings = make_settings(tmp_path_factory.mktemp("api-empty"), api={"max_upload_bytes": 50_000})
-    with TestClient(create_app(settings)) as c:
+    with TestClient(create_app(settings), base_url=BASE_URL) as c:
         yield c
 
 
@@ -177,10 +181,20 @@ def test_group_photo_gives_one_entry_per_face(client: TestClient, indexed: Index
         assert top["image_path"].endswith("group.jpg") and top["face_index"] == i and top["distance"] < 1e-3
 
 
-def test_duplicates_and_stats_have_the_cli_shapes(client: TestClient):
+def test_duplicates_and_stats_have_the_cli_shapes(client: TestClient, indexed: Indexed):
     dup = client.get("/duplicates").json()
-    assert dup["threshold"] == 0.55 and isinstance(dup["groups"], list)
-    assert client.get("/duplicates", params={"threshold": 0.2}).json()["threshold"] == 0.2
+    pair = {str(p.resolve()) for p in indexed.copy_pair}
+    assert dup["threshold"] == 0.55
+    with_pair = [g for g in dup["groups"] if pair <= set(g["images"])]
+    assert len(with_pair) == 1, dup  # the resized copy is found with its original
+    assert 0.0 < with_pair[0]["max_distance"] <= 0.55
+    for group in dup["groups"]:  # copies, not people: a group never spans two people
+        assert len(group["images"]) >= 2 and group["images"] == sorted(group["images"])
+        assert len({Path(p).parent.name for p in group["images"]} & set(PEOPLE)) <= 1, group
+    assert [g["max_distance"] for g in dup["groups"]] == sorted(g["max_distance"] for g in dup["groups"])
+    tight = 0.001  # below any face distance between the photo and its resized copy
+    strict = client.get("/duplicates", params={"threshold": tight}).json()
+    assert strict["threshold"] == tight and not any(pair <= set(g["images"]) for g in strict["groups"])
     stats = client.get("/stats").json()
     assert stats["index"] == {"type": "IVF_FLAT", "nlist": 16, "metric": "L2"} and stats["dim"] == 128
 
@@ -247,7 +261,8 @@ def test_bad_uploads_are_422(client: TestClient, samples: Path):
 
 def test_decompression_bomb_is_refused(client: TestClient):
     bomb = client.post("/search", files=upload(data=png_bomb_bytes(), name="bomb.png"))
-    assert bomb.status_code in (413, 422) and bomb.json()["error"] == "too_many_pixels"
+    # 413, like any over-limit upload: the request is refused for its (decoded) size, not for being malformed
+    assert bomb.status_code == 413 and bomb.json()["error"] == "too_many_pixels", bomb.text
     modest = client.post("/search", files=upload(data=png_bomb_bytes(7000, 7000), name="bomb.png"))  # 49 MP > 40 MP
     assert modest.status_code == 413 and "api.max_upload_pixels" in modest.json()["detail"]
 
@@ -295,14 +310,50 @@ def test_empty_store_answers_404_until_something_is_indexed(empty_client: TestCl
 
 def test_unreachable_store_is_degraded_not_500(tmp_path: Path, indexed: Indexed):
     settings = make_settings(tmp_path, milvus={"uri": "http://127.0.0.1:9", "timeout_s": 1, "retries": 0})
-    with TestClient(create_app(settings)) as down:  # starts anyway: Milvus may come back
+    with TestClient(create_app(settings), base_url=BASE_URL) as down:  # starts anyway: Milvus may come back
         health = down.get("/health")
-        assert health.status_code == 200
+        assert health.status_code == 503
         assert health.json() | {"milvus_uri": None} == {
             "status": "degraded", "store_reachable": False, "milvus_uri": None, "collection": None, "faces": None, "encoder": None,
         }
         search = down.post("/search", files=upload(indexed.held_out["John_Simm"]))
         assert search.status_code == 503 and search.json()["error"] == "store_unavailable"
+
+
+def test_only_configured_host_names_are_answered(client: TestClient, indexed: Indexed):
+    """DNS rebinding: a page on evil.example resolving to 127.0.0.1 sends Host: evil.example -> 400."""
+    for host in ("evil.example", "evil.example:8000", "127.0.0.1.evil.example", "testserver"):
+        for path in ("/duplicates", "/stats", "/health", "/"):
+            response = client.get(path, headers={"Host": host})
+            assert response.status_code == 400, (host, path)
+            assert "faces" not in response.text and "image_path" not in response.text
+    for host in ("localhost", "127.0.0.1:8000", "LOCALHOST:1234"):
+        assert client.get("/stats", headers={"Host": host}).status_code == 200, host
+    extra = indexed.settings.model_copy(update={"api": indexed.settings.api.model_copy(update={"allowed_hosts": ("photos.lan",), "host": "10.0.0.5"})})
+    with TestClient(create_app(extra), base_url="http://photos.lan", headers={"X-API-Key": API_KEY}) as lan:
+        assert lan.get("/stats").status_code == 200
+        assert lan.get("/stats", headers={"Host": "10.0.0.5:8000"}).status_code == 200  # the bind host is always accepted
+        assert lan.get("/stats", headers={"Host": "localhost"}).status_code == 400  # allowed_hosts replaces the defaults
+
+
+def test_down_store_answers_503_at_once_without_queueing(tmp_path: Path):
+    """While Milvus is down, no request waits on another's connection retries (Services.get held a lock across them)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    settings = make_settings(tmp_path, milvus={"uri": "http://127.0.0.1:9", "timeout_s": 1, "retries": 3, "retry_backoff_s": 0.5})
+    with TestClient(create_app(settings), base_url=BASE_URL) as down:
+
+        def timed(path: str) -> tuple[int, float]:
+            started = time.monotonic()
+            status = down.get(path).status_code
+            return status, time.monotonic() - started
+
+        started = time.monotonic()
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(timed, ["/health"] * 6 + ["/stats"] * 2))
+        wall = time.monotonic() - started
+    assert [status for status, _ in answers] == [503] * 8
+    assert max(took for _, took in answers) < 2.5 and wall < 3.0, answers  # one connect with retries takes 3.5 s
 
 
 def test_loopback_rule():
@@ -357,3 +408,47 @@ def test_searches_survive_alias_moves(client: TestClient, indexed: Indexed):
             store.point_alias(alias, original)
             store.drop_collection(twin)
     assert statuses == [200] * 100 and moves[0] >= 10
+
+
+def test_promotion_to_another_encoders_collection_is_followed(client: TestClient, indexed: Indexed):
+    """Defect 1: the API cached the first encoder; after the alias moved to an SFace collection, queries were
+    embedded with dlib into SFace's space. With encoder.backend=auto it loads SFace; pinned to dlib it is 503, never 500."""
+    from facesearch.ingest.indexer import index_jobs, plan_jobs
+    from facesearch.models.encoders import build_encoder
+    from facesearch.store import FaceStore
+
+    settings, alias = indexed.settings, indexed.settings.milvus.alias
+    auto = settings.model_copy(update={"encoder": settings.encoder.model_copy(update={"backend": "auto"})})
+    group, held = indexed.photos / "group.jpg", indexed.held_out["John_Simm"]
+    with FaceStore(settings.milvus) as store, TestClient(create_app(auto), base_url=BASE_URL, headers={"X-API-Key": API_KEY}) as followed:
+        dlib_collection = store.alias_target(alias)
+        before = followed.post("/search", files=upload(held), data={"k": "1"})
+        assert before.status_code == 200 and before.json()["faces"][0]["hits"][0]["identity"] == "John_Simm"
+        sface = build_encoder(auto, "sface")
+        sface_collection = store.collection_name(sface.encoder_id)
+        store.ensure_collection(sface_collection, sface.dim, settings.index)
+        enrolled, _ = plan_jobs([indexed.photos / person for person in PEOPLE], auto, identity_from_folder=True)
+        others, _ = plan_jobs([group], auto)
+        index_jobs(enrolled + others, auto, store, sface, sface_collection)
+        store.point_alias(alias, sface_collection)
+        try:
+            assert followed.get("/health").json()["encoder"] == "sface-2021dec"
+            for api in (followed, client):  # the auto app, and the long-running dlib-pinned one
+                api.post("/search", files=upload(held))  # whatever it answers, it must not poison later requests
+            doc = followed.post("/search", files=upload(group), data={"k": "1"})
+            assert doc.status_code == 200, doc.text
+            for face in doc.json()["faces"]:  # the group photo finds itself only when embedded in SFace's space
+                top = face["hits"][0]
+                assert top["image_path"].endswith("group.jpg") and top["distance"] < 1e-3, top
+            who = followed.post("/identify", files=upload(indexed.held_out["John_Salley"])).json()
+            assert who["threshold"] == auto.identify.thresholds["sface-2021dec"] and [f["identity"] for f in who["faces"]] == ["John_Salley"]
+            pinned = client.post("/search", files=upload(held))
+            assert pinned.status_code == 503 and pinned.json()["error"] == "encoder_unavailable"
+            assert "encoder.backend=dlib" in pinned.json()["detail"] and "sface-2021dec" in pinned.json()["detail"]
+            with TestClient(create_app(settings), base_url=BASE_URL, headers={"X-API-Key": API_KEY}) as restarted:  # starts anyway
+                assert restarted.post("/search", files=upload(held)).json()["error"] == "encoder_unavailable"
+        finally:
+            store.point_alias(alias, dlib_collection)
+            store.drop_collection(sface_collection)
+        back = followed.post("/search", files=upload(group), data={"k": "1"})
+        assert back.status_code == 200 and all(f["hits"][0]["distance"] < 1e-3 for f in back.json()["faces"])

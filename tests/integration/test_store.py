@@ -123,3 +123,21 @@ def test_big_lite_collection_advises_a_server(store: FaceStore, monkeypatch, cap
     with caplog.at_level("WARNING", logger="facesearch.store.collections"):
         store.flush("c5")
     assert "holds 30 faces in Milvus Lite" in caplog.text and "facesearch store start" in caplog.text
+
+
+def test_registry_errors_are_store_errors(settings):
+    """The registry goes through the store's retries: a dead connection is StoreError (503), not a raw pymilvus error."""
+    from facesearch.errors import StoreError
+    from facesearch.store.registry import CollectionRegistry, RegistryEntry
+
+    store = FaceStore(settings.milvus)
+    registry = CollectionRegistry(store)
+    registry.put(RegistryEntry(collection="c_reg", encoder="dlib-resnet-v1", nprobe=4))
+    assert registry.get("c_reg").nprobe == 4 and [e.collection for e in registry.all()] == ["c_reg"]
+    store.close()  # Milvus gone under a live registry
+    for call in (lambda: registry.get("c_reg"), registry.all, lambda: registry.put(RegistryEntry("c2", "x")), lambda: registry.remove("c_reg")):
+        with pytest.raises(StoreError, match="Milvus at"):
+            call()
+    fresh = CollectionRegistry(store)  # not yet ensured: its creation goes through the store too
+    with pytest.raises(StoreError):
+        fresh.get("c_reg")

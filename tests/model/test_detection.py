@@ -128,3 +128,11 @@ def test_yunet_landmarks_are_in_the_detection_order(samples: Path):
     for face in faces:
         (lx, ly), (rx, ry), (nx, ny), (mlx, mly), (mrx, mry) = face.landmarks
         assert lx < rx and mlx < mrx and (ly + ry) / 2 < ny < (mly + mry) / 2, face.landmarks
+
+
+def test_mtcnn_image_smaller_than_min_face_size_has_no_face(johns: Path):
+    """facenet-pytorch builds no pyramid level then and crashed in torch.cat (seen with detection.min_face_size=4000)."""
+    settings = load_settings(overrides={"detection": {"backend": "mtcnn", "min_face_size": 4000, "retry_padded": True}})
+    image = load_image(min(johns.glob("John_Simm/*.jpg")), settings.images).image
+    assert build_detector(settings).detect(image) == []
+    assert len(make_detector("mtcnn").detect(image)) == 1  # the same photo has a face at the default size

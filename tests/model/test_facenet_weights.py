@@ -105,3 +105,67 @@ def test_corrupt_weights_file(tmp_path: Path):
     encoder = build_encoder(load_settings(overrides={"encoder": {"backend": "facenet", "weights_path": str(bad)}}))
     with pytest.raises(Exception, match="cannot load facenet weights"):
         encoder.load()  # weights load lazily, on first use
+
+
+EXPORT_SCRIPT = """
+import sys, time
+from pathlib import Path
+from facesearch.models.encoders.facenet import load_inception_resnet, onnx_session
+weights, go = Path(sys.argv[1]), Path(sys.argv[2])
+model = load_inception_resnet(weights, "cpu")
+while not go.exists():  # both processes export at the same moment
+    time.sleep(0.01)
+session = onnx_session(model, weights, 1)
+print("OK", session.get_outputs()[0].name)
+"""
+
+
+def test_concurrent_first_onnx_exports_both_succeed(state_dict_file: Path, tmp_path: Path):
+    """Two workers' first runs export into one cache dir at once: both succeed, nothing is left behind (defect 9)."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    env = {**os.environ, "TORCH_HOME": str(tmp_path / "torch")}
+    go = tmp_path / "go"
+    procs = [
+        subprocess.Popen([sys.executable, "-c", EXPORT_SCRIPT, str(state_dict_file), str(go)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    time.sleep(8)  # both have imported torch and loaded the weights
+    go.touch()
+    outputs = [p.communicate(timeout=300) for p in procs]
+    for proc, (out, err) in zip(procs, outputs, strict=True):
+        assert proc.returncode == 0 and "OK embeddings" in out, err[-2000:]
+    exported = sorted(p.name for p in (tmp_path / "torch" / "checkpoints" / "facesearch-onnx").iterdir())
+    assert len(exported) == 1 and exported[0].endswith(".onnx"), exported  # no *.tmp left
+
+
+def test_onnx_export_matches_torch_on_the_same_weights(state_dict_file: Path):
+    """The README's claim: encoder.runtime onnx runs the same network as torch (same weights, same vectors)."""
+    from facesearch.models.encoders.facenet import CROP_SIZE, load_inception_resnet, onnx_session
+
+    model = load_inception_resnet(state_dict_file, "cpu")
+    session = onnx_session(model, state_dict_file, 0)
+    crops = torch.randn(5, 3, CROP_SIZE, CROP_SIZE, generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        expected = model(crops).numpy()
+    got = session.run(None, {"faces": crops.numpy()})[0]
+    assert got.shape == expected.shape == (5, 512)
+    assert np.abs(got - expected).max() < 1e-4
+    assert not np.allclose(got[0], got[1], atol=1e-3)  # not a degenerate network
+
+
+def test_failed_onnx_export_falls_back_to_torch_with_a_warning(state_dict_file: Path, tmp_path: Path, monkeypatch, caplog):
+    """An export that cannot be written is a warning and torch embeds: never silent, never a crash."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "facesearch-onnx").write_text("a file where the cache directory should be")
+    settings = load_settings(overrides={"encoder": {"backend": "facenet", "weights_path": str(state_dict_file), "device": "cpu"}})
+    encoder = build_encoder(settings)
+    with caplog.at_level("WARNING", logger="facesearch.models.encoders.facenet"):
+        encoder.load()
+    assert encoder._session is None and "falling back to torch" in caplog.text
+    crops = torch.randn(2, 3, 160, 160)
+    assert encoder._embed_batch(list(crops)).shape == (2, 512)

@@ -57,3 +57,28 @@ def test_a_running_prefect_server_is_found_and_a_closed_port_is_not():
         s.bind(("127.0.0.1", 0))
         closed = s.getsockname()[1]
     assert running_prefect_api(f"http://127.0.0.1:{closed}/api") is None
+
+
+def test_failed_prefect_server_start_leaves_no_process(tmp_path):
+    """A server that never answers /health is stopped, not leaked (defect 8: Popen ran outside the try)."""
+    import os
+    import socket
+    import sys
+    import time
+
+    import pytest
+
+    from flows.serve import local_prefect_server
+
+    pid_file = tmp_path / "pid"
+    sleeper = [sys.executable, "-c", "import os, sys, time; open(sys.argv[1], 'w').write(str(os.getpid())); time.sleep(120)", str(pid_file)]
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    started = time.monotonic()
+    with pytest.raises(RuntimeError, match="did not become healthy"), local_prefect_server(sleeper, url=f"http://127.0.0.1:{port}/api", timeout_s=3):
+        pass
+    assert time.monotonic() - started < 30
+    pid = int(pid_file.read_text())
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)

@@ -89,6 +89,21 @@ def test_fingerprint_changes_with_settings():
     assert moved.fingerprint() == base.fingerprint()  # where it runs does not change what it builds
 
 
+QUERY_TIME = [("identify", "thresholds", {"dlib-resnet-v1": 0.3}), ("encoder", "batch_size", 7), ("encoder", "num_threads", 3), ("search", "k", 50)]
+BUILD_TIME = [("encoder", "backend", "dlib"), ("detection", "min_det_prob", 0.5), ("detection", "max_side", 640), ("images", "draft_side", 0)]
+
+
+@pytest.mark.parametrize(("section", "key", "value"), [*QUERY_TIME, ("duplicates", "phash_max_bits", 2)])
+def test_fingerprint_ignores_query_time_settings(section: str, key: str, value: object):
+    """Changing a threshold or the batch size must not force a rebuild, sweep and promotion."""
+    assert load_settings(overrides={section: {key: value}}).fingerprint() == load_settings().fingerprint()
+
+
+@pytest.mark.parametrize(("section", "key", "value"), [*BUILD_TIME, ("dataset", "labelled_dirs", ["staff"])])
+def test_fingerprint_follows_what_changes_vectors(section: str, key: str, value: object):
+    assert load_settings(overrides={section: {key: value}}).fingerprint() != load_settings().fingerprint()
+
+
 def test_encoder_device_is_validated_and_resolved():
     import torch
 

@@ -21,6 +21,7 @@ from facesearch.models.detectors.base import Detection
 from facesearch.models.encoders import FaceEncoder
 from facesearch.settings import Settings
 from facesearch.store import FaceRecord, FaceStore
+from facesearch.store.records import MAX_PATHS_PER_IMAGE
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +117,14 @@ def _merge_existing(records: list[FaceRecord], path: str, identity: str) -> list
     return [
         FaceRecord(**{**r.__dict__, "image_paths": paths, "image_path": paths[0], "identity": new_identity}) for r in records
     ]
+
+
+def _too_many_copies(sha256: str) -> str:
+    """The policy for more than MAX_PATHS_PER_IMAGE copies: the extra path is refused and reported, never dropped silently."""
+    return (
+        f"{MAX_PATHS_PER_IMAGE} paths are already recorded for these exact bytes (sha256 {sha256[:12]}...), the most a row holds; "
+        "this copy is not recorded: remove redundant copies (`facesearch duplicates` lists them) or delete stale paths"
+    )
 
 
 def build_records(loaded: LoadedImage, faces: Iterable[Any], path: str, identity: str, encoder_id: str) -> list[FaceRecord]:
@@ -222,6 +231,9 @@ def _finish(
 
     def merge(sha: str, path: str, identity: str) -> None:
         merged = _merge_existing(current[sha], path, identity)
+        if merged is not None and len(merged[0].image_paths) > MAX_PATHS_PER_IMAGE:
+            report.skip(Path(path), "too_many_copies", _too_many_copies(sha))
+            return
         if merged is not None:
             current[sha] = written[sha] = merged
             updates.extend(merged)
@@ -236,14 +248,22 @@ def _finish(
         if img.sha256 in written:  # the same bytes again in this run: one set of rows, every path
             merge(img.sha256, path, job.identity)
             continue
-        if not faces:
-            report.skip(job.path, "no_face", "no face detected")
-            continue
         previous = prepared.existing.get(img.sha256, [])
+        if not faces:
+            if previous:  # --force on an image whose faces are no longer found: its old rows must not linger
+                store.delete_ids(collection, [r.id for r in previous])
+                prepared.existing.pop(img.sha256, None)
+                current.pop(img.sha256, None)
+                log.info("%s: no face found any more; deleted its %d stored face(s)", path, len(previous))
+            report.skip(job.path, "no_face", "no face detected" + (f"; its {len(previous)} stored face(s) were deleted" if previous else ""))
+            continue
         identity = job.identity or (previous[0].identity if previous else "")
         records = build_records(img, faces, path, identity, encoder.encoder_id)
         if previous:  # --force: keep every known path, drop rows for faces no longer detected
             paths = sorted({path, *(p for r in previous for p in r.image_paths if os.path.exists(p))})
+            if len(paths) > MAX_PATHS_PER_IMAGE:
+                report.skip(job.path, "too_many_copies", _too_many_copies(img.sha256))
+                continue
             records = [FaceRecord(**{**r.__dict__, "image_paths": paths, "image_path": paths[0]}) for r in records]
             stale = [r.id for r in previous if r.face_index >= len(records)]
             if stale:

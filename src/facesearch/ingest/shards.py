@@ -27,7 +27,7 @@ from facesearch.settings import Settings
 
 log = logging.getLogger(__name__)
 
-_ENCODERS: dict[tuple[str, str, int], FaceEncoder] = {}  # per process: (fingerprint, backend, threads) -> loaded encoder
+_ENCODERS: dict[tuple[str, int, str, int], FaceEncoder] = {}  # per process: (fingerprint, backend, threads) -> loaded encoder
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,7 @@ def plan_shards(todo: pd.DataFrame, shard_images: int) -> list[Shard]:
 def process_encoder(settings: Settings, threads: int = 0) -> FaceEncoder:
     """One loaded encoder per process and settings (a Dask worker loads its models once, not per shard)."""
     backend = encoder_backend(settings)
-    key = (settings.fingerprint(), backend, threads)
+    key = (settings.fingerprint(), settings.encoder.batch_size, backend, threads)  # batch_size is not in the fingerprint
     if key not in _ENCODERS:
         if threads:
             settings = settings.model_copy(update={"encoder": settings.encoder.model_copy(update={"num_threads": threads})})

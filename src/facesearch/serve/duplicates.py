@@ -38,21 +38,6 @@ class _Photo:
     boxes: dict[int, list[float]] = field(default_factory=dict)
 
 
-class _UnionFind:
-    def __init__(self) -> None:
-        self.parent: dict[str, str] = {}
-
-    def find(self, x: str) -> str:
-        self.parent.setdefault(x, x)
-        while self.parent[x] != x:
-            self.parent[x] = self.parent[self.parent[x]]
-            x = self.parent[x]
-        return x
-
-    def union(self, a: str, b: str) -> None:
-        self.parent[self.find(a)] = self.find(b)
-
-
 def same_layout(pairs: Sequence[tuple[Sequence[float], Sequence[float]]], tolerance: float) -> bool:
     """True when boxes B equal boxes A up to one scale and shift (what resizing/cropping does)."""
     a = np.asarray([p[0] for p in pairs], dtype=np.float64)
@@ -128,7 +113,7 @@ def _is_copy(photos: dict[str, _Photo], small: str, large: str, matched: dict[in
 
 
 def _group(photos: dict[str, _Photo], matches: dict[tuple[str, str], dict[int, tuple[float, int]]], rule: _CopyRule) -> list[DuplicateGroup]:
-    uf = _UnionFind()
+    edges: list[tuple[str, str]] = []
     worst: dict[str, float] = defaultdict(float)  # per photo: largest face distance that joined it
     for a, b in {tuple(sorted(pair)) for pair in matches}:
         if a not in photos or b not in photos:
@@ -141,18 +126,31 @@ def _group(photos: dict[str, _Photo], matches: dict[tuple[str, str], dict[int, t
         if not found:
             continue
         matched = found[0]
-        uf.union(a, b)
+        edges.append((a, b))
         dist = max(d for d, _ in matched.values())
         worst[a], worst[b] = max(worst[a], dist), max(worst[b], dist)
-    members: dict[str, list[str]] = defaultdict(list)
-    for sha in photos:
-        members[uf.find(sha)].append(sha)
     groups = []
-    for shas in members.values():
+    for shas in _components(list(photos), edges):
         files = sorted(p for sha in shas for p in photos[sha].paths)
         if len(files) > 1:
             groups.append(DuplicateGroup(images=files, max_distance=round(max(worst[s] for s in shas), 6)))
     return sorted(groups, key=lambda g: (g.max_distance, g.images))
+
+
+def _components(nodes: list[str], edges: list[tuple[str, str]]) -> list[list[str]]:
+    """Connected components of the copy graph (scipy's ``connected_components``), each in ``nodes`` order."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    index = {node: i for i, node in enumerate(nodes)}
+    rows = np.fromiter((index[a] for a, _ in edges), dtype=np.int64, count=len(edges))
+    cols = np.fromiter((index[b] for _, b in edges), dtype=np.int64, count=len(edges))
+    graph = coo_matrix((np.ones(len(edges), dtype=np.int8), (rows, cols)), shape=(len(nodes), len(nodes)))
+    _, labels = connected_components(graph, directed=False)
+    members: dict[int, list[str]] = defaultdict(list)
+    for node, label in zip(nodes, labels, strict=True):
+        members[int(label)].append(node)
+    return list(members.values())
 
 
 def duplicates_json(groups: list[DuplicateGroup], threshold: float) -> dict[str, Any]:

@@ -2,12 +2,14 @@
 
 :class:`QueryService` is what the CLI, the search flow and the HTTP API share: it resolves the
 alias on every call (so a promotion is picked up at once), uses the nprobe chosen at promotion,
-and builds the encoder the serving collection was made with (once).
+and uses the encoder the serving collection was made with: a promotion to a collection built by
+another encoder loads that encoder (once) instead of embedding queries into the wrong space.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,7 @@ from facesearch.ingest.images import LoadedImage, load_image
 from facesearch.models.encoders import FaceEncoder
 from facesearch.serve.identify import identify_faces, identify_json, identity_threshold
 from facesearch.serve.search import query_faces, search_faces, search_json
-from facesearch.serve.serving import encoder_for_store, serving_collection
+from facesearch.serve.serving import encoder_for_collection, encoder_for_store, serving_collection
 from facesearch.settings import Settings
 from facesearch.store import FaceStore
 from facesearch.store.registry import serving_nprobe
@@ -25,16 +27,33 @@ class QueryService:
     def __init__(self, settings: Settings, store: FaceStore | None = None) -> None:
         self.settings = settings
         self.store = store or FaceStore(settings.milvus)
-        self._encoder: FaceEncoder | None = None
+        self._encoders: dict[str, FaceEncoder] = {}  # per encoder id ("" = an empty store's configured one)
+        self._encoder_ids: dict[str, str] = {}  # per collection: its rows' encoder never changes
         self._nprobe: dict[str, int] = {}  # per collection: fixed once it is promoted
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # one encoder build at a time; a loaded encoder is read without it
 
     @property
     def encoder(self) -> FaceEncoder:
-        with self._lock:
-            if self._encoder is None:
-                self._encoder = encoder_for_store(self.store, self.settings)
-            return self._encoder
+        """The encoder of the collection served now (the configured one while nothing is indexed)."""
+        target = self.store.alias_target(self.settings.milvus.alias)
+        return self.encoder_for(target) if target else self._encoder("", lambda: encoder_for_store(self.store, self.settings))
+
+    def encoder_for(self, collection: str) -> FaceEncoder:
+        """The encoder ``collection`` was built with: a promotion to another encoder's collection is followed."""
+        encoder_id = self._encoder_ids.get(collection) or self.store.encoder_of(collection)
+        if not encoder_id:  # an empty collection: nothing to match yet
+            return self._encoder("", lambda: encoder_for_store(self.store, self.settings))
+        self._encoder_ids[collection] = encoder_id
+        return self._encoder(encoder_id, lambda: encoder_for_collection(self.settings, collection, encoder_id))
+
+    def _encoder(self, key: str, build: Callable[[], FaceEncoder]) -> FaceEncoder:
+        encoder = self._encoders.get(key)
+        if encoder is None:
+            with self._lock:
+                encoder = self._encoders.get(key)
+                if encoder is None:
+                    encoder = self._encoders[key] = build()
+        return encoder
 
     def target(self) -> tuple[str, int]:
         """(collection behind the alias now, its nprobe). The alias is resolved on every call."""
@@ -45,15 +64,16 @@ class QueryService:
 
     def search(self, image: LoadedImage, k: int | None = None, label: str | None = None) -> dict[str, Any]:
         collection, nprobe = self.target()
-        faces = query_faces(self.encoder, image)
+        faces = query_faces(self.encoder_for(collection), image)
         results = search_faces(self.store, collection, faces, k or self.settings.search.k, nprobe)
         threshold = self.settings.identify.thresholds.get(self.encoder.encoder_id)  # the one identify and people use
         return search_json(label or str(image.path), results, threshold)
 
     def identify(self, image: LoadedImage, threshold: float | None = None, label: str | None = None) -> dict[str, Any]:
         collection, nprobe = self.target()
-        faces = query_faces(self.encoder, image)
-        limit = threshold if threshold is not None else identity_threshold(self.settings, self.encoder.encoder_id)
+        encoder = self.encoder_for(collection)
+        faces = query_faces(encoder, image)
+        limit = threshold if threshold is not None else identity_threshold(self.settings, encoder.encoder_id)
         return identify_json(label or str(image.path), identify_faces(self.store, collection, faces, limit, nprobe), limit)
 
     def close(self) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 
 from facesearch.errors import EncoderMismatchError
-from facesearch.models.encoders import FaceEncoder, backend_for, build_encoder
+from facesearch.models.encoders import BACKEND_ENCODER_IDS, FaceEncoder, backend_for, build_encoder
 from facesearch.settings import Settings
 from facesearch.store import FaceStore
 
@@ -37,6 +37,21 @@ def encoder_for_store(store: FaceStore, settings: Settings) -> FaceEncoder:
             f"gives {encoder.encoder_id}; use encoder.backend={backend_for(stored)} or re-index into a new collection"
         )
     return encoder
+
+
+def encoder_for_collection(settings: Settings, collection: str, encoder_id: str) -> FaceEncoder:
+    """The encoder that made ``collection``'s rows (``encoder_id``): queries must be embedded in its space.
+
+    ``encoder.backend: auto`` follows the collection; a pinned other backend is EncoderMismatchError.
+    """
+    backend = backend_for(encoder_id)
+    if settings.encoder.backend not in ("auto", backend):
+        raise EncoderMismatchError(
+            f"{settings.milvus.alias} -> {collection} holds {encoder_id} embeddings but encoder.backend={settings.encoder.backend} "
+            f"gives {BACKEND_ENCODER_IDS[settings.encoder.backend]}; use encoder.backend={backend} or auto (follows the served collection)"
+        )
+    log.info("loading encoder %s for %s", backend, collection)
+    return build_encoder(settings, backend)
 
 
 def ingest_collection(store: FaceStore, settings: Settings, encoder: FaceEncoder) -> str:

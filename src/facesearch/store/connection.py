@@ -25,26 +25,42 @@ def is_transient(exc: Exception) -> bool:
     return any(s in text for s in ("unavailable", "deadline", "connection refused", "connect", "timeout", "timed out"))
 
 
+def with_retries(
+    call: Callable[[], T],
+    settings: MilvusSettings,
+    operation: str,
+    fail: Callable[[Exception, bool], StoreError],
+    *,
+    attempts: int | None = None,
+    transient: Callable[[Exception], bool] = is_transient,
+) -> T:
+    """The one retry layer of the store: ``call()`` with exponential backoff on transient errors.
+
+    ``attempts`` defaults to ``milvus.retries + 1``. A non-transient error, or the last failure,
+    is raised as ``fail(exc, was_transient)``; a :class:`StoreError` raised inside passes through.
+    """
+    attempts = settings.retries + 1 if attempts is None else max(1, attempts)
+    for attempt in range(1, attempts + 1):
+        try:
+            return call()
+        except StoreError:
+            raise
+        except Exception as exc:
+            retry = transient(exc)
+            if not retry or attempt == attempts:
+                raise fail(exc, retry) from exc
+            delay = settings.retry_backoff_s * 2 ** (attempt - 1)
+            log.warning("Milvus %s failed (%s); retry %d/%d in %.1fs", operation, first_line(exc), attempt, attempts - 1, delay)
+            time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
 def retrying(method: Callable[..., T]) -> Callable[..., T]:
-    """Retry transient Milvus I/O errors with exponential backoff, bounded by ``milvus.retries``."""
+    """A store method through :func:`with_retries`: Milvus errors become :class:`StoreError`."""
 
     @functools.wraps(method)
     def wrapper(self: StoreConnection, *args: Any, **kwargs: Any) -> T:
-        attempts = self.settings.retries + 1
-        for attempt in range(1, attempts + 1):
-            try:
-                return method(self, *args, **kwargs)
-            except StoreError:
-                raise
-            except Exception as exc:
-                if not is_transient(exc):
-                    raise self._wrap(exc, method.__name__) from exc
-                if attempt == attempts:
-                    raise StoreUnavailableError(f"Milvus at {self.uri} failed {method.__name__} after {attempts} attempts: {exc}") from exc
-                delay = self.settings.retry_backoff_s * 2 ** (attempt - 1)
-                log.warning("Milvus %s failed (%s); retry %d/%d in %.1fs", method.__name__, exc, attempt, attempts - 1, delay)
-                time.sleep(delay)
-        raise AssertionError("unreachable")
+        return self.call(method.__name__, lambda: method(self, *args, **kwargs))
 
     return wrapper
 
@@ -109,29 +125,37 @@ class StoreConnection:
                 raise StoreError(f"milvus.uri {uri!r}: a Milvus Lite path must end in .db (or use http://host:port)")
             Path(uri).expanduser().parent.mkdir(parents=True, exist_ok=True)
             uri = str(Path(uri).expanduser())
-        attempts = self.settings.retries + 1
-        for attempt in range(1, attempts + 1):
-            try:
-                client = MilvusClient(uri=uri, token=self.settings.token, db_name=self.settings.db_name, timeout=self.settings.timeout_s)
-                client.list_collections()
-                return client
-            except Exception as exc:
-                if self.on_lite and lite_dir_locked(Path(uri)):
-                    raise StoreBusyError(
-                        f"Milvus Lite data dir {uri} is in use by another process (one process per data dir); "
-                        "wait for it, or share one store between processes: `facesearch store start` runs a local "
-                        "Milvus server, then set milvus.uri to the URI it prints"
-                    ) from exc
-                if attempt == attempts or self.on_lite:
-                    raise StoreUnavailableError(f"cannot reach Milvus at {self.uri}: {first_line(exc)}") from exc
-                delay = self.settings.retry_backoff_s * 2 ** (attempt - 1)
-                log.warning("cannot reach Milvus at %s (%s); retry %d/%d in %.1fs", uri, first_line(exc), attempt, attempts - 1, delay)
-                time.sleep(delay)
-        raise AssertionError("unreachable")
+        attempts = 1 if self.on_lite else None  # a local file: retrying cannot help
+
+        def connect() -> Any:
+            client = MilvusClient(uri=uri, token=self.settings.token, db_name=self.settings.db_name, timeout=self.settings.timeout_s)
+            client.list_collections()
+            return client
+
+        def fail(exc: Exception, _transient: bool) -> StoreError:
+            if self.on_lite and lite_dir_locked(Path(uri)):
+                return StoreBusyError(
+                    f"Milvus Lite data dir {uri} is in use by another process (one process per data dir); "
+                    "wait for it, or share one store between processes: `facesearch store start` runs a local "
+                    "Milvus server, then set milvus.uri to the URI it prints"
+                )
+            return StoreUnavailableError(f"cannot reach Milvus at {self.uri}: {first_line(exc)}")
+
+        return with_retries(connect, self.settings, "connect", fail, attempts=attempts, transient=lambda _exc: True)
+
+    def call(self, operation: str, func: Callable[[], T]) -> T:
+        """Run ``func`` (which uses the client) with the store's retries; Milvus errors become :class:`StoreError`."""
+
+        def fail(exc: Exception, transient: bool) -> StoreError:
+            if transient:
+                return StoreUnavailableError(f"Milvus at {self.uri} failed {operation} after retries: {first_line(exc)}")
+            return self._wrap(exc, operation)
+
+        return with_retries(func, self.settings, operation, fail)
 
     @property
     def client(self) -> Any:
-        """The underlying ``MilvusClient`` (for the registry; prefer the methods here)."""
+        """The underlying ``MilvusClient``: use it inside :meth:`call` (retries, StoreError), never bare."""
         return self._client
 
     def close(self) -> None:

@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from facesearch.errors import StoreError
+
 MAX_PATH_LEN = 4096
 
 
@@ -37,10 +39,15 @@ class FaceRecord:
     embedding: np.ndarray
 
     def to_row(self) -> dict[str, Any]:
+        if len(self.image_paths) > MAX_PATHS_PER_IMAGE:  # the schema's array capacity: refuse, never truncate silently
+            raise StoreError(
+                f"face {self.id} of {self.image_sha256[:12]}... has {len(self.image_paths)} image paths; a row holds at most "
+                f"{MAX_PATHS_PER_IMAGE} (ingest refuses the extra copies and reports them as too_many_copies)"
+            )
         return {
             "id": self.id,
             "image_path": self.image_path,
-            "image_paths": self.image_paths[:MAX_PATHS_PER_IMAGE],
+            "image_paths": list(self.image_paths),
             "image_sha256": self.image_sha256,
             "image_phash": int(self.image_phash),
             "face_index": self.face_index,

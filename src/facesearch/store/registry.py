@@ -3,7 +3,8 @@
 Milvus Lite has no collection descriptions, and a file beside one client would not be seen by
 another host, so the facts searchers and promotion need (encoder, dataset version, the promoted
 nlist/nprobe, which collection served before) live in a small Milvus collection next to the faces.
-Milvus requires a vector field in every collection: ``_unused`` is a 2-d zero vector.
+Milvus requires a vector field in every collection: ``_unused`` is a 2-d zero vector. Every call
+goes through the store (:meth:`FaceStore.call`, its query methods): retries, and errors as StoreError.
 """
 
 from __future__ import annotations
@@ -48,6 +49,11 @@ class CollectionRegistry:
     def _ensure(self) -> None:
         if self._ready:
             return
+        self.store.call("registry create", self._create)
+        self.store.ensure_loaded(self.name)
+        self._ready = True
+
+    def _create(self) -> None:
         client = self.store.client
         if not client.has_collection(self.name):
             from pymilvus import DataType, MilvusClient
@@ -67,31 +73,29 @@ class CollectionRegistry:
             index = client.prepare_index_params()
             index.add_index(field_name="_unused", index_type="FLAT", metric_type="L2")
             client.create_collection(self.name, schema=schema, index_params=index, consistency_level="Strong")
-        self.store.ensure_loaded(self.name)
-        self._ready = True
 
     def put(self, entry: RegistryEntry) -> RegistryEntry:
         self._ensure()
         row = asdict(entry) | {"_unused": [0.0, 0.0]}
         if not row["created_at"]:
             row["created_at"] = time.time()
-        self.store.client.upsert(self.name, [row])
+        self.store.call("registry upsert", lambda: self.store.client.upsert(self.name, [row]))
         return RegistryEntry(**{k: v for k, v in row.items() if k != "_unused"})
 
     def get(self, collection: str) -> RegistryEntry | None:
         self._ensure()
-        rows = self.store.client.query(self.name, filter=f"collection == {quote(collection)}", output_fields=["*"])
+        rows = self.store.query(self.name, f"collection == {quote(collection)}", ["*"])
         return _entry(rows[0]) if rows else None
 
     def all(self) -> list[RegistryEntry]:
         """Every entry, newest first."""
         self._ensure()
-        rows = self.store.client.query(self.name, filter='collection != ""', output_fields=["*"])
+        rows = self.store.query(self.name, 'collection != ""', ["*"])
         return sorted((_entry(r) for r in rows), key=lambda e: (e.promoted_at, e.created_at), reverse=True)
 
     def remove(self, collection: str) -> None:
         self._ensure()
-        self.store.client.delete(self.name, filter=f"collection == {quote(collection)}")
+        self.store.call("registry delete", lambda: self.store.client.delete(self.name, filter=f"collection == {quote(collection)}"))
 
 
 def _entry(row: dict[str, Any]) -> RegistryEntry:

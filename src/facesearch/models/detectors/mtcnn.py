@@ -42,6 +42,8 @@ class MtcnnDetector(FaceDetector):
         )
 
     def _raw_detect(self, image: Image.Image) -> RawDetections:
+        if min(image.size) < self.settings.min_face_size:  # no pyramid level fits: facenet-pytorch would fail in torch.cat
+            return RawDetections.empty()
         boxes, probs, points = self._mtcnn.detect(image, landmarks=True)
         if boxes is None or len(boxes) == 0:
             return RawDetections.empty()

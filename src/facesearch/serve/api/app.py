@@ -17,6 +17,7 @@ import anyio.to_thread
 from fastapi import Depends, FastAPI
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from facesearch.errors import (
     FaceSearchError,
@@ -61,6 +62,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_middleware(UploadLimit, limit=settings.api.max_upload_bytes + MULTIPART_SLACK)
     app.add_middleware(ErrorBoundary)
+    # A DNS-rebinding page reaches a loopback server under its own host name: answer only ours (400 otherwise).
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=[*settings.api.allowed_hosts, settings.api.host], www_redirect=False)
     guarded = [Depends(api_key_dependency(settings.api.api_key))] if settings.api.api_key else []
     auth = (401,) if settings.api.api_key else ()
     add_open_routes(app)

@@ -12,12 +12,14 @@ from facesearch.errors import (
     BadInputError,
     CollectionNotFoundError,
     ConfigError,
+    EncoderMismatchError,
     FaceSearchError,
     ImageError,
     NoFaceError,
     PersonNotFoundError,
     StoreBusyError,
     StoreUnavailableError,
+    WeightsMissingError,
 )
 from facesearch.serve.api.schemas import ErrorBody
 
@@ -49,6 +51,8 @@ def error_status(exc: FaceSearchError) -> tuple[int, str]:
         return 404, "not_indexed"
     if isinstance(exc, (StoreUnavailableError, StoreBusyError)):
         return 503, "store_unavailable"
+    if isinstance(exc, (WeightsMissingError, EncoderMismatchError)):  # the served collection's encoder cannot run here
+        return 503, "encoder_unavailable"
     return 500, "internal_error"
 
 
@@ -105,6 +109,6 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
         413: "Upload too large (bytes or pixels)",
         422: "Invalid parameters, not a supported image, or no face in it",
         500: "Internal error (details only in the server log)",
-        503: "Milvus unreachable or busy",
+        503: "Milvus unreachable or busy, or the served collection's encoder cannot be loaded",
     }
     return {c: {"model": ErrorBody, "description": text[c]} for c in codes}

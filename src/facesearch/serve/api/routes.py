@@ -46,10 +46,13 @@ PAGE_HEADERS = MappingProxyType({
 
 
 def add_open_routes(app: FastAPI) -> None:
-    @app.get("/health", response_model=Health, tags=["status"])
-    async def health(request: Request) -> dict[str, Any]:
-        """Store reachability and what is being served. Always 200; ``status`` says ``degraded`` when Milvus is down."""
-        return await in_thread(lambda: health_doc(services_of(request)))
+    @app.get("/health", response_model=Health, tags=["status"], responses={503: {"model": Health, "description": "Milvus unreachable"}})
+    async def health(request: Request, response: Response) -> dict[str, Any]:
+        """Store reachability and what is being served: 200 ``ok``, or 503 ``degraded`` (at once) while Milvus is down."""
+        doc = await in_thread(lambda: health_doc(services_of(request)))
+        if doc["status"] != "ok":
+            response.status_code = 503
+        return doc
 
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:

@@ -55,7 +55,9 @@
   async function apiFetch(url, options = {}) {
     let response;
     try {
-      response = await fetch(url, { ...options, headers: { ...authHeaders(), ...(options.headers || {}) } });
+      const { okStatuses = [], ...init } = options;
+      response = await fetch(url, { ...init, headers: { ...authHeaders(), ...(init.headers || {}) } });
+      if (okStatuses.includes(response.status)) return response;
     } catch (err) {
       throw new ApiError(0, "network", "Cannot reach the FaceSearch server. Is it still running?");
     }
@@ -102,7 +104,7 @@
   // -- status line ----------------------------------------------------------------------------------
   async function refreshStatus() {
     try {
-      const health = await (await apiFetch("/health")).json();
+      const health = await (await apiFetch("/health", { okStatuses: [503] })).json();  // 503: degraded, same document
       els.status.className = `status ${health.status}`;
       if (!health.store_reachable) {
         els.status.textContent = "Face store unreachable: searches will fail until it is back.";
