@@ -73,8 +73,7 @@ class MilvusSettings(_Section):
     search_consistency: Literal["Strong", "Bounded", "Session", "Eventually"] = "Bounded"
     index_build_timeout_s: float = Field(1800.0, gt=0, description="wait this long for a server to finish an index build")
     server_dir: Path = Path("data/milvus-server")  # where `facesearch store start` keeps a local Milvus standalone
-    # A Lite store moves itself to the local standalone in server_dir once a collection holds this many
-    # faces (Lite: ~2.5 ms + 0.44 us per face per search; the standalone: 3-4 ms at 100k). 0 = never.
+    # a Lite store moves itself to the standalone in server_dir at this many faces (0 = never; README: Performance)
     auto_server_faces: int = Field(20000, ge=0)
 
     @property

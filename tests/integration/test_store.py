@@ -122,7 +122,7 @@ def test_big_lite_collection_advises_a_server(store: FaceStore, monkeypatch, cap
     monkeypatch.setattr(store_module, "LITE_COMFORTABLE_ROWS", 20)
     with caplog.at_level("WARNING", logger="facesearch.store.collections"):
         store.flush("c5")
-    assert "holds 30 faces in Milvus Lite" in caplog.text and "facesearch store start" in caplog.text
+    assert "holds 30 faces in Milvus Lite" in caplog.text and "facesearch store move" in caplog.text
 
 
 def test_registry_errors_are_store_errors(settings):
