@@ -108,6 +108,11 @@ def promote(settings: Settings, collection: str, result: Any, runs: Any) -> Any:
     return promotion
 
 
+@task
+def move_store_if_large(settings: Settings, collection: str) -> str:
+    return pipeline.move_store_if_large(settings, collection)
+
+
 @flow(name="facesearch-reindex")
 def reindex_flow(config: list[str] | None = None, overrides: list[str] | None = None, force: bool = False) -> dict[str, Any]:
     logger = get_run_logger()
@@ -128,6 +133,8 @@ def reindex_flow(config: list[str] | None = None, overrides: list[str] | None = 
     result, runs = sweep(settings, candidate)
     promotion = promote(settings, candidate.collection, result, runs)
     logger.info("promoted %s: nlist=%d nprobe=%d (%s)", promotion.collection, promotion.nlist, promotion.nprobe, promotion.reason)
+    if moved_to := move_store_if_large(settings, promotion.collection):
+        logger.info("the store passed milvus.auto_server_faces: it now lives in the local Milvus standalone in %s", moved_to)
     return pipeline.summary(status="promoted", dataset_version=version, embed=embedded, candidate=candidate,
                             sweep_run_id=runs.parent_run_id, promotion=promotion)
 

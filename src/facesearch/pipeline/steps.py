@@ -41,6 +41,7 @@ __all__ = [
     "data_docs_dir",
     "embed_images",
     "load_candidate_step",
+    "move_store_if_large",
     "promote_best",
     "rollback_step",
     "serving_is_current",
@@ -195,3 +196,13 @@ def summary(**parts: Any) -> dict[str, Any]:
         else:
             out[key] = value
     return out
+
+
+def move_store_if_large(settings: Settings, collection: str) -> str:
+    """After a promotion: a Lite store whose served collection passed ``milvus.auto_server_faces`` moves to the
+    local standalone (store/lite_to_server.py). Returns the server's directory, or "" when it stays."""
+    from facesearch.store.lite_to_server import maybe_move_to_server
+
+    with FaceStore(settings.milvus) as store:
+        moved = maybe_move_to_server(store, collection, settings.milvus)
+    return moved.server_dir if moved else ""
