@@ -54,6 +54,8 @@ def configure_logging(level: str = "INFO", verbose: int = 0) -> None:
     for name in NOISY_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR if not verbose else logging.WARNING)
     logging.getLogger("pymilvus").setLevel(logging.CRITICAL)
+    # MLFLOW_LOGGING_LEVEL only counts before mlflow's first import; its own handler sits on this logger
+    logging.getLogger("mlflow").setLevel(logging.INFO if verbose else logging.WARNING)
 
 
 # faiss's k-means (Milvus Lite's IVF index build) warns from C++ straight to stderr on small training sets.

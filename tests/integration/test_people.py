@@ -106,7 +106,7 @@ def test_manage_people_through_the_api(johns_store: tuple[Settings, Cli], johns:
     settings, cli = johns_store
     reset_people(settings)
     run(cli, "people", "cluster", "--json")
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings), base_url="http://localhost") as client:
         people = client.get("/people").json()["people"]
         assert len(people) == 5 and all(p["cover"]["image_sha256"] for p in people)
         a, b = people[0]["id"], people[1]["id"]
