@@ -31,7 +31,8 @@ demo: $(STAMP)
 # The store/CLI/pipeline/reliability tests run twice: on Milvus Lite, then against a real Milvus 2.3.5
 # standalone that the second session starts on 127.0.0.1 (tests/conftest.py --milvus-server) and stops.
 SERVER_TESTS := tests/integration/test_store.py tests/integration/test_cli_index_search.py \
-	tests/integration/test_pipeline.py tests/integration/test_reliability.py tests/integration/test_store_server.py
+	tests/integration/test_pipeline.py tests/integration/test_reliability.py tests/integration/test_store_server.py \
+	tests/integration/test_promotion_safety.py
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
