@@ -152,6 +152,9 @@ class ValidationSettings(_Section):
     max_no_face_fraction: float = Field(0.5, ge=0.0, le=1.0)
 
 
+SweepIndexType = Literal["IVF_FLAT", "IVF_SQ8", "IVF_PQ", "HNSW", "DISKANN"]
+
+
 class SweepSettings(_Section):
     nlist_grid: tuple[int, ...] = ()  # empty = derived from N (around 4*sqrt(N))
     nprobe_grid: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64)
@@ -161,11 +164,30 @@ class SweepSettings(_Section):
     queries: int = Field(200, ge=1, description="stored faces used as queries (recall and batched QPS)")
     latency_queries: int = Field(50, ge=1, description="single-query calls timed per configuration")
     seed: int = 0
+    index_types: tuple[SweepIndexType, ...] = ("IVF_FLAT", "IVF_SQ8", "IVF_PQ", "HNSW", "DISKANN")
+    large_index_types_from: int = Field(50_000, ge=0, description="smaller collections sweep IVF_FLAT only")
+    pq_m: int = Field(0, ge=0, description="IVF_PQ sub-quantizers; 0 = dim/4 (or the largest divisor of dim below it)")
+    pq_nbits: int = Field(8, ge=1, le=16)
+    hnsw_m: int = Field(16, ge=2, le=2048)
+    hnsw_ef_construction: int = Field(200, ge=1)
+    hnsw_ef_grid: tuple[int, ...] = (16, 32, 64, 128, 256)
+    diskann_search_list_grid: tuple[int, ...] = (16, 32, 64, 128, 256)
+
+    @model_validator(mode="after")
+    def _grids_not_empty(self) -> SweepSettings:
+        if not self.index_types:
+            raise ValueError("sweep.index_types must name at least one index type")
+        if "HNSW" in self.index_types and not self.hnsw_ef_grid:
+            raise ValueError("sweep.hnsw_ef_grid must not be empty when HNSW is swept")
+        if "DISKANN" in self.index_types and not self.diskann_search_list_grid:
+            raise ValueError("sweep.diskann_search_list_grid must not be empty when DISKANN is swept")
+        return self
 
 
 class PromotionSettings(_Section):
     min_recall: float = Field(0.99, ge=0.0, le=1.0)
-    rule: Literal["lowest_p95_with_min_recall"] = "lowest_p95_with_min_recall"
+    rule: Literal["lowest_p95_with_min_recall", "lowest_p99_with_min_recall"] = "lowest_p95_with_min_recall"
+    max_memory_gb: float | None = Field(None, gt=0, description="null = unlimited; bytes/vector x N must fit")
     keep_collections: int = Field(3, ge=1, description="candidate collections kept for rollback")
 
 

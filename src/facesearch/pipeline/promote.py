@@ -7,6 +7,7 @@ and after the single ``alter_alias``. The previous collection is kept for ``--ro
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
@@ -33,6 +34,9 @@ class Promotion:
     p95_ms: float
     reason: str
     dropped: list[str]
+    index_type: str = "IVF_FLAT"
+    build_params: dict[str, int] | None = None
+    search_params: dict[str, int] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -49,26 +53,28 @@ class Promotion:
 
 
 def promote(store: FaceStore, settings: Settings, collection: str, trial: Trial, reason: str, run_id: str = "") -> Promotion:
-    """Index ``collection`` with the trial's nlist (verified), record it, then move the alias."""
+    """Index ``collection`` with the trial's index type and build params (verified), record it, then move the alias."""
     alias = settings.milvus.alias
     current = store.alias_target(alias)
     if current == collection:
         raise FaceSearchError(f"{collection} is already serving behind {alias}; promote a new candidate instead")
-    store.rebuild_index(collection, trial.nlist)  # the candidate is not served yet: no searcher waits
+    store.rebuild_index(collection, trial.nlist, index_type=trial.index_type, build_params=trial.build)  # the candidate is not served yet: no searcher waits
     registry = CollectionRegistry(store)
     entry = registry.get(collection) or RegistryEntry(collection=collection, encoder=store.encoder_of(collection) or "")
     now = time.time()
     registry.put(
         entry.with_(nlist=trial.nlist, nprobe=trial.nprobe, recall=trial.recall, p95_ms=trial.p95_ms, mlflow_run_id=run_id,
-                    previous=current or "", status="serving", promoted_at=now)
+                    previous=current or "", status="serving", promoted_at=now,
+                    index_type=trial.index_type, build_params=json.dumps(trial.build), search_params=json.dumps(trial.search))
     )
     store.point_alias(alias, collection)
     if current:
         old = registry.get(current)
         registry.put((old or RegistryEntry(collection=current, encoder=store.encoder_of(current) or "", created_at=now - 1)).with_(status="previous"))
     dropped = apply_retention(store, settings, keep={collection, current or ""})
-    log.info("promoted %s (nlist=%d nprobe=%d) behind %s; previous %s", collection, trial.nlist, trial.nprobe, alias, current)
-    return Promotion(alias, collection, current, trial.nlist, trial.nprobe, trial.recall, trial.p95_ms, reason, dropped)
+    log.info("promoted %s (%s, search %s) behind %s; previous %s", collection, trial.config_key, trial.search, alias, current)
+    return Promotion(alias, collection, current, trial.nlist, trial.nprobe, trial.recall, trial.p95_ms, reason, dropped,
+                     trial.index_type, trial.build, trial.search)
 
 
 def rollback(store: FaceStore, settings: Settings) -> Promotion:

@@ -1,7 +1,8 @@
 """Search and identify against the serving alias, with models and the Milvus client held open.
 
 :class:`QueryService` is what the CLI, the search flow and the HTTP API share: it resolves the
-alias on every call (so a promotion is picked up at once), uses the nprobe chosen at promotion,
+alias on every call (so a promotion is picked up at once), uses the search params chosen at promotion
+(nprobe for IVF, ef for HNSW, search_list for DISKANN),
 and builds the encoder the serving collection was made with (once).
 """
 
@@ -18,7 +19,7 @@ from facesearch.serve.search import query_faces, search_faces, search_json
 from facesearch.serve.serving import encoder_for_store, serving_collection
 from facesearch.settings import Settings
 from facesearch.store import FaceStore
-from facesearch.store.registry import serving_nprobe
+from facesearch.store.registry import serving_search_params
 
 
 class QueryService:
@@ -26,7 +27,7 @@ class QueryService:
         self.settings = settings
         self.store = store or FaceStore(settings.milvus)
         self._encoder: FaceEncoder | None = None
-        self._nprobe: dict[str, int] = {}  # per collection: fixed once it is promoted
+        self._params: dict[str, dict[str, int]] = {}  # per collection: fixed once it is promoted
         self._lock = threading.Lock()
 
     @property
@@ -37,23 +38,29 @@ class QueryService:
             return self._encoder
 
     def target(self) -> tuple[str, int]:
-        """(collection behind the alias now, its nprobe). The alias is resolved on every call."""
+        """(collection behind the alias now, its nprobe: 0 for non-IVF indexes). The alias is resolved on every call."""
+        collection, params = self.serving()
+        return collection, params.get("nprobe", 0)
+
+    def serving(self) -> tuple[str, dict[str, int]]:
+        """(collection behind the alias now, the search params promotion chose for it)."""
         collection = serving_collection(self.store, self.settings)
-        if collection not in self._nprobe:
-            self._nprobe[collection] = serving_nprobe(self.store, self.settings, collection)
-        return collection, self._nprobe[collection]
+        if collection not in self._params:
+            self._params[collection] = serving_search_params(self.store, self.settings, collection)
+        return collection, self._params[collection]
 
     def search(self, image: LoadedImage, k: int | None = None, label: str | None = None) -> dict[str, Any]:
-        collection, nprobe = self.target()
+        collection, params = self.serving()
         faces = query_faces(self.encoder, image)
-        results = search_faces(self.store, collection, faces, k or self.settings.search.k, nprobe)
+        results = search_faces(self.store, collection, faces, k or self.settings.search.k, None, search_params=params)
         return search_json(label or str(image.path), results)
 
     def identify(self, image: LoadedImage, threshold: float | None = None, label: str | None = None) -> dict[str, Any]:
-        collection, nprobe = self.target()
+        collection, params = self.serving()
         faces = query_faces(self.encoder, image)
         limit = threshold if threshold is not None else identity_threshold(self.settings, self.encoder.encoder_id)
-        return identify_json(label or str(image.path), identify_faces(self.store, collection, faces, limit, nprobe), limit)
+        found = identify_faces(self.store, collection, faces, limit, None, search_params=params)
+        return identify_json(label or str(image.path), found, limit)
 
     def close(self) -> None:
         self.store.close()
