@@ -164,24 +164,15 @@ class SweepSettings(_Section):
     queries: int = Field(200, ge=1, description="stored faces used as queries (recall and batched QPS)")
     latency_queries: int = Field(50, ge=1, description="single-query calls timed per configuration")
     seed: int = 0
-    index_types: tuple[SweepIndexType, ...] = ("IVF_FLAT", "IVF_SQ8", "IVF_PQ", "HNSW", "DISKANN")
+    index_types: tuple[SweepIndexType, ...] = Field(("IVF_FLAT", "IVF_SQ8", "IVF_PQ", "HNSW", "DISKANN"), min_length=1)
     large_index_types_from: int = Field(50_000, ge=0, description="smaller collections sweep IVF_FLAT only")
     pq_m: int = Field(0, ge=0, description="IVF_PQ sub-quantizers; 0 = dim/4 (or the largest divisor of dim below it)")
     pq_nbits: int = Field(8, ge=1, le=16)
     hnsw_m: int = Field(16, ge=2, le=2048)
     hnsw_ef_construction: int = Field(200, ge=1)
-    hnsw_ef_grid: tuple[int, ...] = (16, 32, 64, 128, 256)
-    diskann_search_list_grid: tuple[int, ...] = (16, 32, 64, 128, 256)
-
-    @model_validator(mode="after")
-    def _grids_not_empty(self) -> SweepSettings:
-        if not self.index_types:
-            raise ValueError("sweep.index_types must name at least one index type")
-        if "HNSW" in self.index_types and not self.hnsw_ef_grid:
-            raise ValueError("sweep.hnsw_ef_grid must not be empty when HNSW is swept")
-        if "DISKANN" in self.index_types and not self.diskann_search_list_grid:
-            raise ValueError("sweep.diskann_search_list_grid must not be empty when DISKANN is swept")
-        return self
+    hnsw_ef_grid: tuple[int, ...] = Field((16, 32, 64, 128, 256), min_length=1)
+    diskann_search_list_grid: tuple[int, ...] = Field((16, 32, 64, 128, 256), min_length=1)
+    probe_timeout_s: float = Field(120.0, gt=0, description="a type not built on a 1000-row probe in this time is skipped")
 
 
 class PromotionSettings(_Section):
@@ -189,6 +180,18 @@ class PromotionSettings(_Section):
     rule: Literal["lowest_p95_with_min_recall", "lowest_p99_with_min_recall"] = "lowest_p95_with_min_recall"
     max_memory_gb: float | None = Field(None, gt=0, description="null = unlimited; bytes/vector x N must fit")
     keep_collections: int = Field(3, ge=1, description="candidate collections kept for rollback")
+
+
+class CapacitySettings(_Section):
+    """Assumptions of ``facesearch plan`` (the measured inputs come from the index bench, never from here)."""
+
+    bench_file: Path = Path("bench/results/index_types.json")
+    node_memory_gb: float = Field(64.0, gt=0, description="RAM of one Milvus query node")
+    memory_headroom: float = Field(0.7, gt=0, le=1, description="fraction of a node's RAM the index may fill")
+    node_cores: int = Field(16, ge=1, description="cores of one query node (QPS scales from the bench machine's cores)")
+    vectors_per_shard: int = Field(100_000_000, ge=1, description="at most this many vectors per shard")
+    max_query_nodes: int = Field(512, ge=1, description="a plan needing more query nodes does not fit")
+    raw_vectors_on_disk: bool = Field(True, description="object storage also keeps the raw vectors (binlogs)")
 
 
 class TrackingSettings(_Section):
@@ -234,6 +237,7 @@ class Settings(_Section):
     sweep: SweepSettings = SweepSettings()
     promotion: PromotionSettings = PromotionSettings()
     tracking: TrackingSettings = TrackingSettings()
+    capacity: CapacitySettings = CapacitySettings()
     schedule: ScheduleSettings = ScheduleSettings()
     api: ApiSettings = ApiSettings()
     logging: LoggingSettings = LoggingSettings()
@@ -251,7 +255,7 @@ class Settings(_Section):
 
 
 # Sections that say where and how FaceSearch runs, not what it builds: left out of fingerprint().
-OPERATIONAL_SECTIONS = ("milvus", "paths", "tracking", "schedule", "api", "logging", "compute")
+OPERATIONAL_SECTIONS = ("milvus", "paths", "tracking", "schedule", "api", "logging", "compute", "capacity")
 
 
 class _Sources(BaseSettings):
@@ -274,6 +278,7 @@ class _Sources(BaseSettings):
     sweep: dict[str, Any] = {}
     promotion: dict[str, Any] = {}
     tracking: dict[str, Any] = {}
+    capacity: dict[str, Any] = {}
     schedule: dict[str, Any] = {}
     api: dict[str, Any] = {}
     logging: dict[str, Any] = {}

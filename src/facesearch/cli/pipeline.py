@@ -64,7 +64,7 @@ def embed(ctx: typer.Context, as_json: JsonOpt = False, out: OutOpt = None) -> N
 
 @app.command()
 def sweep(ctx: typer.Context, as_json: JsonOpt = False, out: OutOpt = None) -> None:
-    """Load the dataset's cached embeddings into a new candidate collection and sweep nlist x nprobe (MLflow)."""
+    """Load the dataset's cached embeddings into a new candidate collection and sweep the index types (MLflow)."""
 
     def body(settings: Settings) -> None:
         from facesearch.models.encoders import build_encoder
@@ -107,7 +107,7 @@ def promote(
             raise FaceSearchError("no sweep run in MLflow to promote: run `facesearch sweep` or `facesearch reindex` first")
         result = load_sweep(settings.tracking, parent)
         tags = client_for(settings.tracking).get_run(parent).data.tags
-        runs = SweepRuns("", parent, {int(k): v for k, v in json.loads(tags.get("children", "{}")).items()})
+        runs = SweepRuns("", parent, dict(json.loads(tags.get("children", "{}"))))
         promotion = pipeline.promote_best(settings, result.collection, result, runs)
         emit(promotion.as_dict(), as_json, lambda d: stdout.print(promotion.to_markdown()))
 

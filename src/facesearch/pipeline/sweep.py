@@ -10,6 +10,8 @@ Every configuration is built for real (and read back with ``describe_index``) be
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import gc
 import json
 import logging
@@ -204,18 +206,30 @@ def memory_pid(settings: Settings) -> int | None:
     return int(data["pid"]) if settings.milvus.uri.rstrip("/").endswith(f":{port}") else None
 
 
-def loaded_index_bytes(store: FaceStore, collection: str, pid: int | None) -> int:
-    """RSS(loaded) - RSS(released) of ``pid``; 0 when the process is not known. Leaves the collection loaded."""
+def _trim(pid: int) -> None:
+    """In-process (Milvus Lite): hand freed heap back to the OS, or RSS would not drop on release (glibc keeps it)."""
+    gc.collect()
+    if pid == os.getpid():
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+def loaded_index_bytes(store: FaceStore, collection: str, pid: int | None, probe: np.ndarray | None = None) -> int:
+    """RSS(loaded) - RSS(released) of ``pid``; 0 when the process is not known. Leaves the collection loaded.
+
+    ``probe`` (one query vector) is searched after the load: Milvus Lite reads index files on first use.
+    """
     if pid is None:
         return 0
-    gc.collect()
-    loaded = rss_bytes(pid)
     store.release(collection)
-    gc.collect()
+    _trim(pid)
     time.sleep(0.5)  # a server frees segments asynchronously
     released = rss_bytes(pid)
     store.ensure_loaded(collection)
-    return max(0, loaded - released)
+    if probe is not None:
+        store.search(collection, probe[None], k=1, search_params={})
+    _trim(pid)
+    return max(0, rss_bytes(pid) - released)
 
 
 def fetch_vectors(store: FaceStore, collection: str) -> tuple[np.ndarray, np.ndarray]:
@@ -248,8 +262,10 @@ def measure(
     return _recall(found, truth, k), p50, p95, batched_qps, p99
 
 
-def _build(store: FaceStore, collection: str, config: IndexConfig) -> tuple[float, str]:
-    """(build seconds, "") or (0, why the backend refused this index type)."""
+def _build(store: FaceStore, collection: str, config: IndexConfig, dim: int, probe_timeout_s: float) -> tuple[float, str]:
+    """(build seconds, "") or (0, why the backend refused this index type: probed first on 1000 rows)."""
+    if config.index_type != "IVF_FLAT" and (refusal := store.probe_index_type(config.index_type, config.build_params, dim, probe_timeout_s)):
+        return 0.0, refusal
     started = time.perf_counter()
     try:
         store.rebuild_index(collection, config.build_params.get("nlist"), index_type=config.index_type, build_params=config.build_params)
@@ -281,13 +297,13 @@ def run_sweep(
     for config in configs:
         if config.index_type in refused:
             continue
-        build_s, refusal = _build(store, collection, config)
+        build_s, refusal = _build(store, collection, config, dim, sweep.probe_timeout_s)
         if refusal:
             refused.add(config.index_type)
             log.warning("skipping %s: the backend refused it (%s)", config.index_type, refusal)
             result.skipped.append({"index_type": config.index_type, "build_params": config.build_params, "reason": refusal})
             continue
-        measured = loaded_index_bytes(store, collection, pid) / n
+        measured = loaded_index_bytes(store, collection, pid, vectors[0]) / n
         analytic = analytic_bytes_per_vector(config.index_type, dim, config.build_params)
         for value in config.search_values:
             params = {config.search_key: value}

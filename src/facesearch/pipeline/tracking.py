@@ -49,10 +49,13 @@ class DatasetRef:
 class SweepRuns:
     experiment_id: str
     parent_run_id: str
-    child_run_ids: dict[str, str]  # Trial.config_key ("IVF_FLAT nlist=128") -> run id
+    child_run_ids: dict[Any, str]  # Trial.config_key ("IVF_FLAT nlist=128") -> run id
 
     def child_for(self, trial: Trial) -> str | None:
-        return self.child_run_ids.get(trial.config_key)
+        """The child run of the trial's built index (sweeps logged before index types were keyed by nlist)."""
+        legacy = (str(trial.nlist), trial.nlist) if trial.index_type == "IVF_FLAT" else ()
+        keys: tuple[Any, ...] = (trial.config_key, *legacy)
+        return next((self.child_run_ids[k] for k in keys if k in self.child_run_ids), None)
 
 
 def client_for(settings: TrackingSettings) -> Any:

@@ -140,17 +140,53 @@ class IndexesMixin(StoreConnection):
         self._client.release_collection(name)
         self._loaded.discard(name)
 
-    def wait_for_index(self, name: str) -> None:
+    def probe_index_type(self, index_type: str, build_params: dict[str, Any], dim: int, timeout_s: float = 120.0) -> str:
+        """Build ``index_type`` on a small throw-away collection: "" if the backend builds it, else why not.
+
+        Some refusals are not errors: Milvus 2.3.5 from PyPI accepts DISKANN, then retries a failing build
+        ("C Runtime Exception: bad_function_call" in its log) forever with the index "InProgress".
+        """
+        import numpy as np
+        from pymilvus import DataType, MilvusClient
+
+        name = f"{self.settings.collection_prefix}_probe_{index_type.lower()}"
+        probe = {k: min(int(v), 16) if k == "nlist" else v for k, v in build_params.items()}
+        client = self._client
+        try:
+            if client.has_collection(name):
+                client.drop_collection(name)
+            schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+            schema.add_field("id", DataType.INT64, is_primary=True)
+            schema.add_field("embedding", DataType.FLOAT_VECTOR, dim=dim)
+            client.create_collection(name, schema=schema)
+            rows = np.random.default_rng(0).normal(size=(1000, dim)).astype(np.float32)
+            client.insert(name, [{"id": i, "embedding": v.tolist()} for i, v in enumerate(rows)])
+            client.flush(name)
+            client.create_index(name, self._index_params(index_type, "L2", 0, probe))
+            self.wait_for_index(name, timeout_s)
+            client.load_collection(name)
+            client.search(name, data=[rows[0].tolist()], limit=1, search_params={"params": search_params_for(index_type, 16)})
+            return ""
+        except Exception as exc:  # noqa: BLE001 - any refusal is the answer
+            return f"{type(exc).__name__}: {str(exc).splitlines()[0][:240] if str(exc) else ''}"
+        finally:
+            try:
+                client.drop_collection(name)
+            except Exception as exc:  # noqa: BLE001
+                log.warning("could not drop probe collection %s: %s", name, exc)
+
+    def wait_for_index(self, name: str, timeout_s: float | None = None) -> None:
         """Block until every row is indexed: servers build in the background, and a search before that
         brute-forces the unindexed segments (slow, and a sweep would measure the wrong thing)."""
-        deadline = time.monotonic() + self.settings.index_build_timeout_s
+        limit = timeout_s if timeout_s is not None else self.settings.index_build_timeout_s
+        deadline = time.monotonic() + limit
         while True:
             desc = self._client.describe_index(name, "embedding")
             indexed, total, pending = desc.get("indexed_rows"), desc.get("total_rows"), desc.get("pending_index_rows", 0)
             if indexed is None or (indexed >= (total or 0) and not pending):
                 return
             if time.monotonic() > deadline:
-                raise StoreError(f"index of {name} still building after {self.settings.index_build_timeout_s:.0f} s ({indexed}/{total} rows)")
+                raise StoreError(f"index of {name} still building after {limit:.0f} s ({indexed}/{total} rows)")
             time.sleep(0.5)
 
 
