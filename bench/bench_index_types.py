@@ -68,9 +68,11 @@ def configs(n: int, dim: int, args: argparse.Namespace) -> list[tuple[str, dict[
     return [(t, *out[t]) for t in args.types]
 
 
-def index_file_bytes(base_dir: Path) -> int:
-    """Bytes of the index files under a standalone's local storage (``.../index_files/...``)."""
-    return sum(f.stat().st_size for f in base_dir.rglob("*") if f.is_file() and "index_files" in f.parts)
+def index_file_bytes(base_dir: Path, since: float) -> int:
+    """Bytes of the index files a build wrote under a standalone's local storage (``.../index_files/...``)
+    since ``since`` (files of dropped indexes linger until the server's garbage collection)."""
+    files = [f for f in base_dir.rglob("*") if f.is_file() and "index_files" in f.parts]
+    return sum(f.stat().st_size for f in files if f.stat().st_mtime >= since)
 
 
 def at_target(grid: list[dict[str, Any]], min_recall: float) -> dict[str, Any]:
@@ -131,10 +133,10 @@ def run_size(n: int, gen: Any, args: argparse.Namespace, work: Path, on_run: Any
                 run: dict[str, Any] = {"size": n, "dim": dim, "index_type": index_type, "build_params": build, "insert_s": round(insert_s, 2),
                                        "index_bytes_per_vector": round(analytic_bytes_per_vector(index_type, dim, build), 1)}
                 refusal = store.probe_index_type(index_type, build, dim, args.probe_timeout_s)
-                t0 = time.perf_counter()
+                t0, wall0 = time.perf_counter(), time.time()
                 try:
                     if refusal:
-                        raise RuntimeError(f"a 1000-row probe build failed: {refusal}")
+                        raise RuntimeError(f"a 3000-row probe build failed: {refusal}")
                     store.rebuild_index(name, build.get("nlist"), index_type=index_type, build_params=build)
                 except Exception as exc:  # noqa: BLE001 - a refused type is a result, not a crash
                     run["status"] = f"skipped: {type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
@@ -143,7 +145,7 @@ def run_size(n: int, gen: Any, args: argparse.Namespace, work: Path, on_run: Any
                     on_run(run)
                     continue
                 run["build_s"] = round(time.perf_counter() - t0, 2)
-                run["disk_bytes_per_vector"] = round(index_file_bytes(server.base_dir) / n, 1)
+                run["disk_bytes_per_vector"] = round(index_file_bytes(server.base_dir, wall0 - 1) / n, 1)
                 run["bytes_per_vector"] = round(loaded_index_bytes(store, name, server.pid, queries[0]) / n, 1)
                 run["grid"] = []
                 for params in grid:
@@ -216,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--records-chunk", type=int, default=20_000)
     ap.add_argument("--rpc-timeout-s", type=float, default=600)
     ap.add_argument("--build-timeout-s", type=float, default=3600)
-    ap.add_argument("--probe-timeout-s", type=float, default=180, help="each type is first built on 1000 rows; not built in this time = skipped")
+    ap.add_argument("--probe-timeout-s", type=float, default=180, help="each type is first built on 3000 rows; not built in this time = skipped")
     ap.add_argument("--no-mlflow", action="store_true")
     ap.add_argument("--workdir", type=Path, default=None)
     args = ap.parse_args(argv)

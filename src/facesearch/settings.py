@@ -172,7 +172,7 @@ class SweepSettings(_Section):
     hnsw_ef_construction: int = Field(200, ge=1)
     hnsw_ef_grid: tuple[int, ...] = Field((16, 32, 64, 128, 256), min_length=1)
     diskann_search_list_grid: tuple[int, ...] = Field((16, 32, 64, 128, 256), min_length=1)
-    probe_timeout_s: float = Field(120.0, gt=0, description="a type not built on a 1000-row probe in this time is skipped")
+    probe_timeout_s: float = Field(120.0, gt=0, description="a type not built on a 3000-row probe in this time is skipped")
 
 
 class PromotionSettings(_Section):

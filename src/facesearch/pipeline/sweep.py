@@ -263,7 +263,7 @@ def measure(
 
 
 def _build(store: FaceStore, collection: str, config: IndexConfig, dim: int, probe_timeout_s: float) -> tuple[float, str]:
-    """(build seconds, "") or (0, why the backend refused this index type: probed first on 1000 rows)."""
+    """(build seconds, "") or (0, why the backend refused this index type: probed first on 3000 rows)."""
     if config.index_type != "IVF_FLAT" and (refusal := store.probe_index_type(config.index_type, config.build_params, dim, probe_timeout_s)):
         return 0.0, refusal
     started = time.perf_counter()

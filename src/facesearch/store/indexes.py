@@ -159,11 +159,11 @@ class IndexesMixin(StoreConnection):
             schema.add_field("id", DataType.INT64, is_primary=True)
             schema.add_field("embedding", DataType.FLOAT_VECTOR, dim=dim)
             client.create_collection(name, schema=schema)
-            rows = np.random.default_rng(0).normal(size=(1000, dim)).astype(np.float32)
+            rows = np.random.default_rng(0).normal(size=(3000, dim)).astype(np.float32)  # servers skip segments < 1024 rows
             client.insert(name, [{"id": i, "embedding": v.tolist()} for i, v in enumerate(rows)])
             client.flush(name)
             client.create_index(name, self._index_params(index_type, "L2", 0, probe))
-            self.wait_for_index(name, timeout_s)
+            self._wait_all_indexed(name, len(rows), timeout_s)
             client.load_collection(name)
             client.search(name, data=[rows[0].tolist()], limit=1, search_params={"params": search_params_for(index_type, 16)})
             return ""
@@ -174,6 +174,18 @@ class IndexesMixin(StoreConnection):
                 client.drop_collection(name)
             except Exception as exc:  # noqa: BLE001
                 log.warning("could not drop probe collection %s: %s", name, exc)
+
+    def _wait_all_indexed(self, name: str, n: int, timeout_s: float) -> None:
+        """Until ``n`` rows are indexed (a server's stats lag a fresh flush: 0/0 is not "done" here)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            desc = self._client.describe_index(name, "embedding")
+            if desc.get("indexed_rows") is None or int(desc["indexed_rows"]) >= n:
+                return
+            if time.monotonic() > deadline:
+                raise StoreError(f"{desc.get('index_type')} not built on {n} rows in {timeout_s:.0f} s "
+                                 f"({desc.get('indexed_rows')}/{desc.get('total_rows')} rows, state {desc.get('state')})")
+            time.sleep(0.5)
 
     def wait_for_index(self, name: str, timeout_s: float | None = None) -> None:
         """Block until every row is indexed: servers build in the background, and a search before that
