@@ -162,7 +162,7 @@ class IndexesMixin(StoreConnection):
             rows = np.random.default_rng(0).normal(size=(3000, dim)).astype(np.float32)  # servers skip segments < 1024 rows
             client.insert(name, [{"id": i, "embedding": v.tolist()} for i, v in enumerate(rows)])
             client.flush(name)
-            client.create_index(name, self._index_params(index_type, "L2", 0, probe))
+            client.create_index(name, self._index_params(index_type, "L2", 0, probe), sync=False)  # we wait, with a limit
             self._wait_all_indexed(name, len(rows), timeout_s)
             client.load_collection(name)
             client.search(name, data=[rows[0].tolist()], limit=1, search_params={"params": search_params_for(index_type, 16)})
