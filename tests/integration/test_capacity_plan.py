@@ -103,6 +103,7 @@ def test_the_model_predicts_the_larger_size_from_the_smaller_within_25_percent(t
     assert result.exit_code == 0, result.stderr
     doc = json.loads(result.stdout)
     assert doc["faces"] == 10**9 and {t["index_type"] for t in doc["types"]} == set(TYPES)
+    assert doc["check"]["from"] == SIZES[0] and doc["check"]["relative_errors"] == errors
     assert next(t for t in doc["types"] if t["index_type"] == "IVF_FLAT")["memory_gb"] == ivf["memory_gb"]
 
 

@@ -158,6 +158,8 @@ def capacity_plan(faces: float, dim: int, qps: float, recall: float, cfg: Capaci
     path = Path(source or cfg.bench_file)
     measured = load_measurements(path)
     plans = [plan_type(m, faces, dim, qps, recall, cfg) for m in measured]
+    sizes = sorted({r["size"] for m in measured for r in m.runs})
+    check = {"from": sizes[0], "to": sizes[-1], "relative_errors": prediction_errors(path, sizes[0], sizes[-1])} if len(sizes) > 1 else None
     return {
         "faces": int(faces),
         "dim": dim,
@@ -168,6 +170,7 @@ def capacity_plan(faces: float, dim: int, qps: float, recall: float, cfg: Capaci
         "assumptions": cfg.model_dump(mode="json"),
         "types": [{**asdict(p), "fits": p.fits} for p in plans],
         "fitting": [p.index_type for p in plans if p.fits],
+        "check": check,  # the model fed the smallest size only, predicting the largest measured one
     }
 
 

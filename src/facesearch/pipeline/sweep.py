@@ -214,22 +214,35 @@ def _trim(pid: int) -> None:
             ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
+def settled_rss(pid: int, max_wait_s: float = 30.0) -> int:
+    """RSS once it stops moving (< 0.5% over 3 s): a server's allocator hands freed pages back over seconds."""
+    _trim(pid)
+    if pid == os.getpid():
+        return rss_bytes(pid)
+    readings = [rss_bytes(pid)]
+    deadline = time.monotonic() + max_wait_s
+    while time.monotonic() < deadline:
+        time.sleep(1.0)
+        readings.append(rss_bytes(pid))
+        recent = readings[-4:]
+        if len(recent) == 4 and max(recent) - min(recent) <= 0.005 * max(recent):
+            break
+    return readings[-1]
+
+
 def loaded_index_bytes(store: FaceStore, collection: str, pid: int | None, probe: np.ndarray | None = None) -> int:
-    """RSS(loaded) - RSS(released) of ``pid``; 0 when the process is not known. Leaves the collection loaded.
+    """RSS(loaded) - RSS(released) of ``pid``, each once settled; 0 when the process is not known. Leaves it loaded.
 
     ``probe`` (one query vector) is searched after the load: Milvus Lite reads index files on first use.
     """
     if pid is None:
         return 0
     store.release(collection)
-    _trim(pid)
-    time.sleep(0.5)  # a server frees segments asynchronously
-    released = rss_bytes(pid)
+    released = settled_rss(pid)
     store.ensure_loaded(collection)
     if probe is not None:
         store.search(collection, probe[None], k=1, search_params={})
-    _trim(pid)
-    return max(0, rss_bytes(pid) - released)
+    return max(0, settled_rss(pid) - released)
 
 
 def fetch_vectors(store: FaceStore, collection: str) -> tuple[np.ndarray, np.ndarray]:
