@@ -147,6 +147,11 @@ def run_size(n: int, gen: Any, args: argparse.Namespace, work: Path, on_run: Any
                 run["build_s"] = round(time.perf_counter() - t0, 2)
                 run["disk_bytes_per_vector"] = round(index_file_bytes(server.base_dir, wall0 - 1) / n, 1)
                 run["bytes_per_vector"] = round(loaded_index_bytes(store, name, server.pid, queries[0]) / n, 1)
+                try:  # the query node's own accounting of the loaded segments, beside the RSS delta
+                    segments = store.client.list_loaded_segments(name)
+                    run["segment_mem_bytes_per_vector"] = round(sum(int(x.mem_size) for x in segments) / n, 1)
+                except Exception as exc:  # noqa: BLE001
+                    log.info("list_loaded_segments: %s", exc)
                 run["grid"] = []
                 for params in grid:
                     measure(store, name, queries[: args.warmup], query_ids[: args.warmup], truth[: args.warmup], args.k, None, args.warmup, params)

@@ -2,7 +2,7 @@
 
 Scaling rules, per index type, from the measurements at the largest measured size ``n`` and dim ``d``:
 
-- memory and disk: linear in N (a fixed part plus a per-vector slope when two or more sizes were
+- memory (the RSS delta, never below the analytic index size) and disk (index files): linear in N (a fixed part plus a per-vector slope when two or more sizes were
   measured, else the per-vector figure alone) and linear in dim (``D / d``);
 - build time: linear in N for IVF_* and DISKANN, ``N log N`` for HNSW; linear in dim;
 - QPS of one query node on its slice of the data: the measured batched QPS at the cheapest search setting
@@ -92,10 +92,17 @@ def linear_fit(sizes: list[int], totals: list[float]) -> tuple[float, float]:
     return max(0.0, t_mean - slope * n_mean), slope
 
 
+def per_vector(run: dict[str, Any], key: str) -> float:
+    """A run's measured bytes/vector. Memory is never taken below the analytic index size: an RSS delta under
+    it means the server's allocator re-used pages it kept from the previous index (seen on the standalone)."""
+    measured = float(run.get(key) or 0.0)
+    return max(measured, float(run.get("index_bytes_per_vector") or 0.0)) if key == "bytes_per_vector" else measured
+
+
 def predict_bytes(m: Measured, key: str, n: float, dim: int) -> float:
     sizes = [r["size"] for r in m.runs]
-    fixed, per_vector = linear_fit(sizes, [float(r.get(key) or r.get("index_bytes_per_vector") or 0.0) * r["size"] for r in m.runs])
-    return (fixed + per_vector * n) * dim / m.dim
+    fixed, slope = linear_fit(sizes, [per_vector(r, key) * r["size"] for r in m.runs])
+    return (fixed + slope * n) * dim / m.dim
 
 
 def predict_build_s(m: Measured, n: float, dim: int) -> float:
@@ -185,8 +192,8 @@ def prediction_errors(bench: Path, small: int, large: int) -> dict[str, dict[str
         truth = at[large]
         errors: dict[str, float] = {}
         for key in ("bytes_per_vector", "disk_bytes_per_vector"):
-            if truth.get(key):
-                errors[key] = predict_bytes(base, key, large, m.dim) / large / truth[key] - 1
+            if per_vector(truth, key):
+                errors[key] = predict_bytes(base, key, large, m.dim) / large / per_vector(truth, key) - 1
         errors["build_s"] = predict_build_s(base, large, m.dim) / truth["build_s"] - 1
         same = {json.dumps(g["search_params"]): g for g in truth["grid"]}
         pairs = [(g, same[json.dumps(g["search_params"])]) for g in at[small]["grid"] if json.dumps(g["search_params"]) in same]
