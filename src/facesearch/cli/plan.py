@@ -30,6 +30,8 @@ def _render(doc: dict[str, Any]) -> None:
     stdout.print(f"from {doc['source']} (measured sizes: {sizes}); "
                  f"nodes of {a['node_memory_gb']:g} GB x {a['memory_headroom']:g} headroom, {a['node_cores']} cores; "
                  f"fitting: {', '.join(doc['fitting']) or 'none'}")
+    for index_type, why in doc.get("not_measured", {}).items():
+        stdout.print(f"{index_type}: no plan, the bench could not build it ({why})")
     if doc.get("check"):
         errors = "; ".join(f"{t} " + ", ".join(f"{k} {v:+.0%}" for k, v in e.items()) for t, e in doc["check"]["relative_errors"].items())
         stdout.print(f"model check, {doc['check']['to']} predicted from {doc['check']['from']}: {errors}")

@@ -80,6 +80,13 @@ def load_measurements(path: Path) -> list[Measured]:
     return [Measured(t, int(runs[0]["dim"]), cpus, sorted(runs, key=lambda r: r["size"])) for t, runs in by_type.items()]
 
 
+def not_measured(path: Path) -> dict[str, str]:
+    """Index types the bench could not build (the reason as recorded), unless another size measured them."""
+    runs = json.loads(Path(path).read_text()).get("runs", [])
+    ok = {r["index_type"] for r in runs if r.get("status") == "ok"}
+    return {r["index_type"]: r.get("status", "") for r in runs if r.get("status") != "ok" and r["index_type"] not in ok}
+
+
 def linear_fit(sizes: list[int], totals: list[float]) -> tuple[float, float]:
     """(fixed, per-vector) of ``total = fixed + per_vector x N``; one size: (0, total / N)."""
     if len(sizes) < 2:
@@ -177,6 +184,7 @@ def capacity_plan(faces: float, dim: int, qps: float, recall: float, cfg: Capaci
         "assumptions": cfg.model_dump(mode="json"),
         "types": [{**asdict(p), "fits": p.fits} for p in plans],
         "fitting": [p.index_type for p in plans if p.fits],
+        "not_measured": not_measured(path),
         "check": check,  # the model fed the smallest size only, predicting the largest measured one
     }
 
