@@ -89,6 +89,9 @@ def settle(store: Any, name: str, n: int, timeout_s: float = 900) -> float:
     job = client.compact(name)
     while time.perf_counter() - t0 < timeout_s and client.get_compaction_state(job) != "Completed":
         time.sleep(0.5)
+    store.wait_for_index(name)
+    client.release_collection(name)  # the 2.3.5 query node took ~7 min to hand off compacted segments at 300k
+    client.load_collection(name)
     stable, last = 0, None
     while time.perf_counter() - t0 < timeout_s and stable < 2:
         persistent = sorted((int(x.segment_id), int(x.num_rows)) for x in client.list_persistent_segments(name))
