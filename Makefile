@@ -48,6 +48,8 @@ bench: $(STAMP)
 		--out bench/results/search.json
 	$(BIN)/python bench/bench_search.py --sizes 1000000 --dim 128 --backends lite faiss numpy --timeout-s 900 \
 		--latency-queries 100 --lite-as-limit-gb 12 --rss-cap-gb 12 --out bench/results/search_1m.json
+	$(BIN)/python bench/bench_index_types.py --sizes 100000 --out bench/results/index_types.json
+	$(BIN)/python bench/bench_index_types.py --sizes 1000000 --merge --out bench/results/index_types.json
 	$(BIN)/python bench/summary.py
 
 reindex: $(STAMP)

@@ -1,6 +1,6 @@
 """Collect the benchmark JSONs into ``bench/results/summary.json`` and draw the plots.
 
-    python bench/summary.py            # after bench_ingest.py and bench_search.py (make bench runs all)
+    python bench/summary.py            # after bench_ingest.py, bench_search.py, bench_index_types.py (make bench runs all)
 """
 
 from __future__ import annotations
@@ -45,12 +45,37 @@ def search_table(*docs: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
     return table
 
 
+def index_types_table(doc: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
+    """{size: {index type: the cheapest search setting reaching the bench's min recall (or "skipped: ...")}}."""
+    table: dict[str, dict[str, dict[str, Any]]] = {}
+    for run in doc.get("runs", []):
+        row = table.setdefault(str(run["size"]), {})
+        if run.get("status") != "ok":
+            row[run["index_type"]] = {"status": run.get("status")}
+            continue
+        point = run.get("at_target") or {}
+        row[run["index_type"]] = {
+            "build_params": run.get("build_params"),
+            "search_params": point.get("search_params"),
+            "recall_at_10": point.get("recall"),
+            "p50_ms": point.get("p50_ms"),
+            "p99_ms": point.get("p99_ms"),
+            "batched_qps": point.get("batched_qps"),
+            "bytes_per_vector": run.get("bytes_per_vector"),
+            "index_bytes_per_vector": run.get("index_bytes_per_vector"),
+            "disk_bytes_per_vector": run.get("disk_bytes_per_vector"),
+            "build_s": run.get("build_s"),
+        }
+    return table
+
+
 def summarise() -> dict[str, Any]:
     ingest = _load("ingest.json")
     scale = _load("scale.json")
     search = _load("search.json")
     search_1m = _load("search_1m.json")
     default_store = _load("default_store.json")
+    index_types = _load("index_types.json")
     table = search_table(search, search_1m)
     at = table.get("100000", {})
     ours, faiss, exact = at.get(DEFAULT_BACKEND, {}), at.get("faiss", {}), at.get("numpy", {})
@@ -78,9 +103,11 @@ def summarise() -> dict[str, Any]:
         "default_store_recall_at_10": (default_store.get("default_after_move") or {}).get("recall_at_10"),
         "default_store_move_s": default_store.get("move_s"),
         "search_by_size": table,
+        "index_types_by_size": index_types_table(index_types),
+        "index_types_min_recall": index_types.get("config", {}).get("min_recall"),
         "vectors": search.get("vectors"),
         "machine": search.get("machine") or ingest.get("machine"),
-        "sources": [name for name, doc in (("ingest.json", ingest), ("search.json", search), ("search_1m.json", search_1m)) if doc],
+        "sources": [name for name, doc in (("ingest.json", ingest), ("search.json", search), ("search_1m.json", search_1m), ("index_types.json", index_types)) if doc],
     }
     return summary
 
@@ -139,7 +166,7 @@ def main() -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "summary.json").write_text(json.dumps(summary, indent=2))
     plots = plot(summary)
-    keys = [k for k in summary if k not in ("search_by_size", "vectors", "machine", "sources")]
+    keys = [k for k in summary if k not in ("search_by_size", "index_types_by_size", "vectors", "machine", "sources")]
     for key in keys:
         print(f"{key:28s} {summary[key]}")  # noqa: T201 - a benchmark report is meant to be printed
     print(f"wrote {RESULTS / 'summary.json'} and {', '.join(p.name for p in plots)}")  # noqa: T201

@@ -77,7 +77,7 @@ def embed(ctx: typer.Context, as_json: JsonOpt = False, out: OutOpt = None) -> N
 
 @app.command()
 def sweep(ctx: typer.Context, as_json: JsonOpt = False, out: OutOpt = None) -> None:
-    """Load the dataset's cached embeddings into a new candidate collection and sweep nlist x nprobe (MLflow)."""
+    """Load the dataset's cached embeddings into a new candidate collection and sweep the index types (MLflow)."""
 
     def body(settings: Settings) -> None:
         from facesearch.models.encoders import build_encoder

@@ -9,6 +9,7 @@ and so are candidates whose run died (``promotion.abandoned_after_h``); see :fun
 from __future__ import annotations
 
 import fcntl
+import json
 import logging
 import os
 import time
@@ -39,6 +40,9 @@ class Promotion:
     reason: str
     dropped: list[str]
     registered_version: str = ""  # the MLflow model version behind <tracking.registered_model>@serving
+    index_type: str = "IVF_FLAT"
+    build_params: dict[str, int] | None = None
+    search_params: dict[str, int] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -55,7 +59,7 @@ class Promotion:
 
 
 def promote(store: FaceStore, settings: Settings, collection: str, trial: Trial, reason: str, run_id: str = "") -> Promotion:
-    """Index ``collection`` with the trial's nlist (verified), record it, then move the alias.
+    """Index ``collection`` with the trial's index type and build params (verified), record it, then move the alias.
 
     Promotions run one at a time (:func:`promotion_lock`) and read the alias under the lock, so two
     racing promotions chain (the second records the first as its previous). Promoting what already
@@ -65,7 +69,8 @@ def promote(store: FaceStore, settings: Settings, collection: str, trial: Trial,
     registry = CollectionRegistry(store)
     if store.alias_target(alias) != collection:
         require_promotable(store, registry, collection)
-        store.rebuild_index(collection, trial.nlist)  # the candidate is not served yet: no searcher waits
+        # the candidate is not served yet: no searcher waits
+        store.rebuild_index(collection, trial.nlist, index_type=trial.index_type, build_params=trial.build)
     with promotion_lock(settings):
         current = store.alias_target(alias)  # again, under the lock: another promotion may have moved it
         entry = registry.get(collection) or RegistryEntry(collection=collection, encoder=store.encoder_of(collection) or "")
@@ -77,7 +82,8 @@ def promote(store: FaceStore, settings: Settings, collection: str, trial: Trial,
             current = entry.previous or None
         else:
             registry.put(entry.with_(nlist=trial.nlist, nprobe=trial.nprobe, recall=trial.recall, p95_ms=trial.p95_ms,
-                                     mlflow_run_id=run_id, previous=current or "", status="serving", promoted_at=time.time()))
+                                     mlflow_run_id=run_id, previous=current or "", status="serving", promoted_at=time.time(),
+                                     index_type=trial.index_type, build_params=json.dumps(trial.build), search_params=json.dumps(trial.search)))
             store.point_alias(alias, collection)
         if current:
             old = registry.get(current)
@@ -85,8 +91,9 @@ def promote(store: FaceStore, settings: Settings, collection: str, trial: Trial,
                 registry.put((old or RegistryEntry(collection=current, encoder=store.encoder_of(current) or "",
                                                    created_at=time.time() - 1)).with_(status="previous"))
         dropped = apply_retention(store, settings, keep={collection, current or ""})
-    log.info("promoted %s (nlist=%d nprobe=%d) behind %s; previous %s", collection, trial.nlist, trial.nprobe, alias, current)
-    return Promotion(alias, collection, current, trial.nlist, trial.nprobe, trial.recall, trial.p95_ms, reason, dropped)
+    log.info("promoted %s (%s, search %s) behind %s; previous %s", collection, trial.config_key, trial.search, alias, current)
+    return Promotion(alias, collection, current, trial.nlist, trial.nprobe, trial.recall, trial.p95_ms, reason, dropped,
+                     index_type=trial.index_type, build_params=trial.build, search_params=trial.search)
 
 
 def require_promotable(store: FaceStore, registry: CollectionRegistry, collection: str) -> None:
@@ -144,7 +151,8 @@ def _rollback(store: FaceStore, settings: Settings) -> Promotion:
     info = store.index_info(entry.previous)
     log.info("rolled back %s: %s -> %s", alias, current, entry.previous)
     return Promotion(alias, entry.previous, current, info.nlist or 0, target.nprobe, target.recall, target.p95_ms,
-                     f"rollback from {current}", [])
+                     f"rollback from {current}", [], index_type=info.index_type or "IVF_FLAT",
+                     build_params=json.loads(target.build_params or "null"), search_params=json.loads(target.search_params or "null"))
 
 
 def apply_retention(store: FaceStore, settings: Settings, keep: set[str]) -> list[str]:

@@ -23,7 +23,7 @@ from facesearch.logging_setup import native_stderr_to_log
 from facesearch.models.encoders import ENCODER_DIMS
 from facesearch.pipeline.candidates import Candidate, load_candidate
 from facesearch.pipeline.promote import Promotion, promote, rollback
-from facesearch.pipeline.sweep import SweepResult, choose_trial, run_sweep
+from facesearch.pipeline.sweep import SweepResult, choose_for, run_sweep
 from facesearch.pipeline.tracking import DatasetRef, SweepRuns, log_sweep
 from facesearch.pipeline.validate import ValidationReport, validate_embeddings, validate_manifest
 from facesearch.pipeline.versioning import DatasetVersion, version_dataset
@@ -128,10 +128,10 @@ def dataset_path(settings: Settings) -> str:
 
 
 def sweep_candidate(settings: Settings, candidate: Candidate, extra_artifacts: list[Path] = ()) -> tuple[SweepResult, SweepRuns]:
-    """Run the nlist x nprobe sweep and log it to MLflow (one parent, one child per nlist)."""
-    with FaceStore(settings.milvus) as store, native_stderr_to_log():  # one IVF build per nlist: faiss warns on small sets
+    """Run the index sweep and log it to MLflow (one parent, one child per built index)."""
+    with FaceStore(settings.milvus) as store, native_stderr_to_log():  # IVF builds: faiss warns on small sets
         result = run_sweep(store, candidate.collection, settings)
-    best, reason = choose_trial(result.trials, settings.promotion.min_recall)
+    best, reason = choose_for(result, settings)
     tags = {"dataset_version": candidate.dataset_version, "encoder": candidate.encoder, "settings": settings.fingerprint()}
     dataset = DatasetRef(name=dataset_path(settings), md5=candidate.dataset_version, remote=settings.dataset.dvc_remote)
     runs = log_sweep(settings.tracking, result, tags, extra_artifacts, dataset)
@@ -142,10 +142,16 @@ def sweep_candidate(settings: Settings, candidate: Candidate, extra_artifacts: l
             "collection": candidate.collection,
             "n_vectors": result.n_vectors,
             "k": result.k,
+            "best_index_type": best.index_type,
+            "best_build_params": best.build,
+            "best_search_params": best.search,
             "best_nlist": best.nlist,
             "best_nprobe": best.nprobe,
             "best_recall": best.recall,
             "best_p95_ms": best.p95_ms,
+            "best_p99_ms": best.p99_ms,
+            "best_bytes_per_vector": best.bytes_per_vector,
+            "skipped": result.skipped,
             "best_batched_qps": best.batched_qps,
             "trials": len(result.trials),
             "mlflow_run_id": runs.parent_run_id,
@@ -158,11 +164,11 @@ def promote_best(settings: Settings, collection: str, result: SweepResult, runs:
     """Choose by the promotion rule, build it on the candidate, move the alias, tag MLflow."""
     from facesearch.pipeline.tracking import record_serving, require_runs, tag_promoted
 
-    best, reason = choose_trial(result.trials, settings.promotion.min_recall)
-    child = runs.child_run_ids.get(best.nlist)
+    best, reason = choose_for(result, settings)
+    child = runs.child_for(best)
     if child is None:  # checked before the alias moves: a promotion must never be half-recorded
         raise FaceSearchError(
-            f"sweep run {runs.parent_run_id} has no child run for nlist={best.nlist} (the sweep stopped before logging it); "
+            f"sweep run {runs.parent_run_id} has no child run for {best.config_key.removeprefix('IVF_FLAT ')} (the sweep stopped before logging it); "
             "nothing was promoted: run the sweep again (facesearch sweep, or facesearch reindex --force)"
         )
     require_runs(settings.tracking, [runs.parent_run_id, child])  # the runs the bookkeeping tags, before the alias moves

@@ -1,4 +1,5 @@
-"""MLflow tracking for index sweeps: one parent run per sweep, one nested child run per nlist.
+"""MLflow tracking for index sweeps: one parent run per sweep, one nested child run per built index
+(index type + build params, e.g. ``IVF_FLAT nlist=128``, ``HNSW M=16 efConstruction=200``), metrics per search param.
 
 Uses ``MlflowClient`` with an explicit tracking URI (default: a SQLite file under ``data/``),
 never the fluent global run state, so flows, the CLI and tests cannot step on each other.
@@ -49,7 +50,13 @@ class DatasetRef:
 class SweepRuns:
     experiment_id: str
     parent_run_id: str
-    child_run_ids: dict[int, str]  # nlist -> run id
+    child_run_ids: dict[Any, str]  # Trial.config_key ("IVF_FLAT nlist=128") -> run id
+
+    def child_for(self, trial: Trial) -> str | None:
+        """The child run of the trial's built index (sweeps logged before index types were keyed by nlist)."""
+        legacy = (str(trial.nlist), trial.nlist) if trial.index_type == "IVF_FLAT" else ()
+        keys: tuple[Any, ...] = (trial.config_key, *legacy)
+        return next((self.child_run_ids[k] for k in keys if k in self.child_run_ids), None)
 
 
 def client_for(settings: TrackingSettings) -> Any:
@@ -75,13 +82,14 @@ def experiment_id(client: Any, settings: TrackingSettings) -> str:
 
 
 def _metrics(trial: Trial, k: int) -> dict[str, float]:
-    return {f"recall_at_{k}": trial.recall, "p50_ms": trial.p50_ms, "p95_ms": trial.p95_ms, "batched_qps": trial.batched_qps}
+    return {f"recall_at_{k}": trial.recall, "p50_ms": trial.p50_ms, "p95_ms": trial.p95_ms, "p99_ms": trial.p99_ms,
+            "batched_qps": trial.batched_qps}
 
 
 def log_sweep(
     settings: TrackingSettings, result: SweepResult, tags: dict[str, str], extra_artifacts: list[Path] = (), dataset: DatasetRef | None = None
 ) -> SweepRuns:
-    """Write the sweep to MLflow: parent (grids, dataset version, plot, trials JSON) and a child per nlist."""
+    """Write the sweep to MLflow: parent (grids, dataset version, plot, trials JSON) and a child per built index."""
     from mlflow.entities import Metric, Param, RunTag
 
     client = client_for(settings)
@@ -101,22 +109,30 @@ def log_sweep(
             Param("n_queries", str(result.n_queries)),
             Param("nlist_grid", json.dumps(result.nlist_grid)),
             Param("nprobe_grid", json.dumps(result.nprobe_grid)),
+            Param("index_types", json.dumps(result.index_types)),
+            Param("skipped", json.dumps(result.skipped)[:500]),
             *(Param(key, value) for key, value in tags.items()),
         ],
     )
-    children: dict[int, str] = {}
-    for nlist in result.nlist_grid:
-        trials = [t for t in result.trials if t.nlist == nlist]
-        child = client.create_run(exp, run_name=f"nlist={nlist}", tags={**base_tags, "mlflow.parentRunId": pid})
+    children: dict[str, str] = {}
+    for key in dict.fromkeys(t.config_key for t in result.trials):
+        trials = [t for t in result.trials if t.config_key == key]
+        first = trials[0]
+        search_key = next(iter(first.search))
+        child = client.create_run(exp, run_name=key, tags={**base_tags, "mlflow.parentRunId": pid, "index_type": first.index_type})
         cid = child.info.run_id
         if dataset is not None:
             client.log_inputs(cid, datasets=[dataset.entity()])
-        metrics = [Metric(key, value, now, t.nprobe) for t in trials for key, value in _metrics(t, result.k).items()]
-        metrics += [Metric(f"{key}__nprobe_{t.nprobe}", value, now, 0) for t in trials for key, value in _metrics(t, result.k).items()]
-        metrics.append(Metric("build_s", trials[0].build_s if trials else 0.0, now, 0))
-        client.log_batch(cid, metrics=metrics, params=[Param("nlist", str(nlist)), Param("nprobes", json.dumps([t.nprobe for t in trials]))])
+        steps = [(t, int(t.search[search_key])) for t in trials]
+        metrics = [Metric(name, value, now, step) for t, step in steps for name, value in _metrics(t, result.k).items()]
+        metrics += [Metric(f"{name}__{search_key}_{step}", value, now, 0) for t, step in steps for name, value in _metrics(t, result.k).items()]
+        metrics += [Metric("build_s", first.build_s, now, 0), Metric("bytes_per_vector", first.bytes_per_vector, now, 0),
+                    Metric("index_bytes_per_vector", first.index_bytes_per_vector, now, 0)]
+        params = [Param("index_type", first.index_type), Param(f"{search_key}s", json.dumps([step for _, step in steps]))]
+        params += [Param(name, str(value)) for name, value in first.build.items()]
+        client.log_batch(cid, metrics=metrics, params=params)
         client.set_terminated(cid)
-        children[nlist] = cid
+        children[key] = cid
     with tempfile.TemporaryDirectory() as tmp:
         trials_file = Path(tmp) / TRIALS_ARTIFACT
         trials_file.write_text(json.dumps(result.as_dict(), indent=2))
@@ -133,23 +149,23 @@ def log_sweep(
 
 
 def plot_sweep(result: SweepResult, path: Path) -> Path:
-    """Recall@k against p95 latency, one line per nlist (nprobe grows along each line)."""
+    """Recall@k against p95 latency, one line per built index (the search param grows along each line)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
-    for nlist in result.nlist_grid:
-        trials = sorted((t for t in result.trials if t.nlist == nlist), key=lambda t: t.nprobe)
-        ax.plot([t.p95_ms for t in trials], [t.recall for t in trials], marker="o", label=f"nlist={nlist}")
+    for key in dict.fromkeys(t.config_key for t in result.trials):
+        trials = sorted((t for t in result.trials if t.config_key == key), key=lambda t: next(iter(t.search.values())))
+        ax.plot([t.p95_ms for t in trials], [t.recall for t in trials], marker="o", label=key)
         for t in trials:
-            ax.annotate(str(t.nprobe), (t.p95_ms, t.recall), fontsize=7, xytext=(3, 3), textcoords="offset points")
+            ax.annotate(str(next(iter(t.search.values()))), (t.p95_ms, t.recall), fontsize=7, xytext=(3, 3), textcoords="offset points")
     ax.set_xlabel("p95 single-query latency (ms)")
     ax.set_ylabel(f"recall@{result.k} vs exact search")
-    ax.set_title(f"IVF_FLAT sweep on {result.n_vectors} vectors (labels: nprobe)")
+    ax.set_title(f"{', '.join(result.index_types)} sweep on {result.n_vectors} vectors (labels: nprobe / ef / search_list)")
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize=6)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
@@ -174,12 +190,12 @@ def sweep_for_promotion(settings: TrackingSettings, parent: str) -> tuple[SweepR
         raise FaceSearchError(f"no MLflow run {parent} in {settings.mlflow_uri}: {str(exc).splitlines()[0]}") from exc
     died = f"sweep run {parent} (status {run.info.status}) has no {{what}}: the sweep died before it finished logging; nothing was promoted"
     if "children" not in run.data.tags:
-        raise FaceSearchError(died.format(what="'children' tag (its child runs per nlist)"))
+        raise FaceSearchError(died.format(what="'children' tag (its child runs per built index)"))
     try:
         result = load_sweep(settings, parent)
     except (MlflowException, OSError, ValueError, KeyError) as exc:
         raise FaceSearchError(died.format(what=f"readable {TRIALS_ARTIFACT} artifact ({str(exc).splitlines()[0]})")) from exc
-    children = {int(k): v for k, v in json.loads(run.data.tags["children"]).items()}
+    children = dict(json.loads(run.data.tags["children"]))  # Trial.config_key -> run id (older sweeps: nlist)
     return result, SweepRuns(run.info.experiment_id, parent, children)
 
 

@@ -32,15 +32,16 @@ def identify_faces(
     collection: str,
     faces: list[Face],
     threshold: float,
-    nprobe: int,
+    nprobe: int | None,
     exclude_sha256: str | None = None,
+    search_params: dict[str, int] | None = None,
 ) -> list[Identification]:
     """Label each face with the identity of its nearest enrolled neighbour, if close enough."""
     expr = 'identity != ""'
     if exclude_sha256:
         expr += f" and image_sha256 != {quote(exclude_sha256)}"
     out = []
-    for result in search_faces(store, collection, faces, k=1, nprobe=nprobe, filter=expr):
+    for result in search_faces(store, collection, faces, k=1, nprobe=nprobe, filter=expr, search_params=search_params):
         best = result.hits[0] if result.hits else None
         known = best is not None and best.distance <= threshold
         out.append(

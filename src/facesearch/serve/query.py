@@ -1,9 +1,10 @@
 """Search and identify against the serving alias, with models and the Milvus client held open.
 
 :class:`QueryService` is what the CLI, the search flow and the HTTP API share: it resolves the
-alias on every call (so a promotion is picked up at once), uses the nprobe chosen at promotion,
-and uses the encoder the serving collection was made with: a promotion to a collection built by
-another encoder loads that encoder (once) instead of embedding queries into the wrong space.
+alias on every call (so a promotion is picked up at once), uses the search params chosen at promotion
+(nprobe for IVF, ef for HNSW, search_list for DISKANN), and uses the encoder the serving collection was
+made with: a promotion to a collection built by another encoder loads that encoder (once) instead of
+embedding queries into the wrong space.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from facesearch.serve.search import query_faces, search_faces, search_json
 from facesearch.serve.serving import encoder_for_collection, encoder_for_store, serving_collection
 from facesearch.settings import Settings
 from facesearch.store import FaceStore
-from facesearch.store.registry import serving_nprobe
+from facesearch.store.registry import serving_search_params
 
 
 class QueryService:
@@ -29,7 +30,7 @@ class QueryService:
         self.store = store or FaceStore(settings.milvus)
         self._encoders: dict[str, FaceEncoder] = {}  # per encoder id ("" = an empty store's configured one)
         self._encoder_ids: dict[str, str] = {}  # per collection: its rows' encoder never changes
-        self._nprobe: dict[str, int] = {}  # per collection: fixed once it is promoted
+        self._params: dict[str, dict[str, int]] = {}  # per collection: fixed once it is promoted
         self._lock = threading.Lock()  # one encoder build at a time; a loaded encoder is read without it
 
     @property
@@ -56,25 +57,32 @@ class QueryService:
         return encoder
 
     def target(self) -> tuple[str, int]:
-        """(collection behind the alias now, its nprobe). The alias is resolved on every call."""
+        """(collection behind the alias now, its nprobe: 0 for non-IVF indexes). The alias is resolved on every call."""
+        collection, params = self.serving()
+        return collection, params.get("nprobe", 0)
+
+    def serving(self) -> tuple[str, dict[str, int]]:
+        """(collection behind the alias now, the search params promotion chose for it)."""
         collection = serving_collection(self.store, self.settings)
-        if collection not in self._nprobe:
-            self._nprobe[collection] = serving_nprobe(self.store, self.settings, collection)
-        return collection, self._nprobe[collection]
+        if collection not in self._params:
+            self._params[collection] = serving_search_params(self.store, self.settings, collection)
+        return collection, self._params[collection]
 
     def search(self, image: LoadedImage, k: int | None = None, label: str | None = None) -> dict[str, Any]:
-        collection, nprobe = self.target()
-        faces = query_faces(self.encoder_for(collection), image)
-        results = search_faces(self.store, collection, faces, k or self.settings.search.k, nprobe)
-        threshold = self.settings.identify.thresholds.get(self.encoder.encoder_id)  # the one identify and people use
+        collection, params = self.serving()
+        encoder = self.encoder_for(collection)
+        faces = query_faces(encoder, image)
+        results = search_faces(self.store, collection, faces, k or self.settings.search.k, None, search_params=params)
+        threshold = self.settings.identify.thresholds.get(encoder.encoder_id)  # the one identify and people use
         return search_json(label or str(image.path), results, threshold)
 
     def identify(self, image: LoadedImage, threshold: float | None = None, label: str | None = None) -> dict[str, Any]:
-        collection, nprobe = self.target()
+        collection, params = self.serving()
         encoder = self.encoder_for(collection)
         faces = query_faces(encoder, image)
         limit = threshold if threshold is not None else identity_threshold(self.settings, encoder.encoder_id)
-        return identify_json(label or str(image.path), identify_faces(self.store, collection, faces, limit, nprobe), limit)
+        found = identify_faces(self.store, collection, faces, limit, None, search_params=params)
+        return identify_json(label or str(image.path), found, limit)
 
     def close(self) -> None:
         self.store.close()

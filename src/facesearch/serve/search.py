@@ -25,11 +25,14 @@ def query_faces(encoder: FaceEncoder, image: LoadedImage) -> list[Face]:
     return faces
 
 
-def search_faces(store: FaceStore, collection: str, faces: list[Face], k: int, nprobe: int, filter: str = "") -> list[FaceHits]:
-    """Top-k stored faces for each query face, in one batched Milvus call."""
+def search_faces(
+    store: FaceStore, collection: str, faces: list[Face], k: int, nprobe: int | None, filter: str = "", search_params: dict[str, int] | None = None,
+) -> list[FaceHits]:
+    """Top-k stored faces for each query face, in one batched Milvus call (``search_params`` as promotion chose them)."""
     import numpy as np
 
-    results = store.search(collection, np.stack([f.embedding for f in faces]), k=k, nprobe=nprobe, filter=filter)
+    vectors = np.stack([f.embedding for f in faces])
+    results = store.search(collection, vectors, k=k, nprobe=nprobe, filter=filter, search_params=search_params)
     return [FaceHits(face, hits) for face, hits in zip(faces, results, strict=True)]
 
 

@@ -58,9 +58,13 @@ class ReadsMixin(StoreConnection):
     # -- search -----------------------------------------------------------------------------
     @retrying
     def search(
-        self, name: str, vectors: np.ndarray, k: int, nprobe: int, filter: str = "", radius: float | None = None
+        self, name: str, vectors: np.ndarray, k: int, nprobe: int | None = None, filter: str = "", radius: float | None = None,
+        search_params: dict[str, Any] | None = None,
     ) -> list[list[Hit]]:
         """Top-``k`` L2 neighbours for each query vector, nearest first (one Milvus call).
+
+        ``search_params`` (``{"ef": 64}`` for HNSW, ``{"search_list": 32}`` for DISKANN, ``{"nprobe": 8}``
+        for IVF) is what the index type needs; without it, ``nprobe`` (IVF).
 
         With ``radius``, only hits with L2 distance below it are returned (Milvus range search).
         Distances are reported as true L2 (Milvus returns squared L2 for the L2 metric).
@@ -68,7 +72,10 @@ class ReadsMixin(StoreConnection):
         self.ensure_loaded(name)
         if len(vectors) == 0:
             return []
-        params: dict[str, Any] = {"metric_type": "L2", "params": {"nprobe": int(nprobe)}}
+        inner = {k: int(v) for k, v in search_params.items()} if search_params else {}
+        if not inner and nprobe is not None:
+            inner = {"nprobe": int(nprobe)}
+        params: dict[str, Any] = {"metric_type": "L2", "params": inner}
         if radius is not None:
             params["params"].update({"radius": float(radius) ** 2, "range_filter": 0.0})
         result = self._client.search(

@@ -93,6 +93,7 @@ class IndexInfo:
     index_type: str
     metric_type: str
     nlist: int | None
+    params: dict[str, Any] = field(default_factory=dict)  # every build parameter describe_index reports
 
     def as_dict(self) -> dict[str, Any]:
         return {"type": self.index_type, "nlist": self.nlist, "metric": self.metric_type}

@@ -9,6 +9,8 @@ goes through the store (:meth:`FaceStore.call`, its query methods): retries, and
 
 from __future__ import annotations
 
+import json
+import logging
 import time
 from dataclasses import asdict, dataclass, fields
 from typing import Any
@@ -16,6 +18,8 @@ from typing import Any
 from facesearch.settings import Settings
 from facesearch.store.face_store import FaceStore
 from facesearch.store.records import quote
+
+log = logging.getLogger(__name__)
 
 STATUSES = ("loading", "candidate", "serving", "previous", "retired")  # loading: registered before its rows
 
@@ -35,6 +39,9 @@ class RegistryEntry:
     status: str = "candidate"
     created_at: float = 0.0
     promoted_at: float = 0.0
+    index_type: str = ""  # the promoted index (empty: IVF_FLAT with nlist/nprobe, as before)
+    build_params: str = ""  # JSON, e.g. {"M": 16, "efConstruction": 200}
+    search_params: str = ""  # JSON, e.g. {"ef": 64}: what searchers pass to store.search
 
     def with_(self, **changes: Any) -> RegistryEntry:
         return RegistryEntry(**{**asdict(self), **changes})
@@ -45,6 +52,7 @@ class CollectionRegistry:
         self.store = store
         self.name = f"{store.settings.collection_prefix}_registry"
         self._ready = False
+        self._missing: set[str] = set()
 
     def _ensure(self) -> None:
         if self._ready:
@@ -73,10 +81,15 @@ class CollectionRegistry:
             index = client.prepare_index_params()
             index.add_index(field_name="_unused", index_type="FLAT", metric_type="L2")
             client.create_collection(self.name, schema=schema, index_params=index, consistency_level="Strong")
+        else:  # a registry made before a field existed: Milvus cannot add fields, so those are not stored
+            known = {f["name"] for f in client.describe_collection(self.name)["fields"]}
+            self._missing = {f.name for f in fields(RegistryEntry)} - known
+            if self._missing:
+                log.warning("registry %s predates fields %s: they are not recorded", self.name, sorted(self._missing))
 
     def put(self, entry: RegistryEntry) -> RegistryEntry:
         self._ensure()
-        row = asdict(entry) | {"_unused": [0.0, 0.0]}
+        row = {k: v for k, v in asdict(entry).items() if k not in self._missing} | {"_unused": [0.0, 0.0]}
         if not row["created_at"]:
             row["created_at"] = time.time()
         self.store.call("registry upsert", lambda: self.store.client.upsert(self.name, [row]))
@@ -99,10 +112,18 @@ class CollectionRegistry:
 
 
 def _entry(row: dict[str, Any]) -> RegistryEntry:
-    return RegistryEntry(**{f.name: row[f.name] for f in fields(RegistryEntry)})
+    return RegistryEntry(**{f.name: row[f.name] for f in fields(RegistryEntry) if f.name in row})
 
 
 def serving_nprobe(store: FaceStore, settings: Settings, collection: str) -> int:
     """The nprobe promotion chose for this collection, else ``index.nprobe``."""
     entry = CollectionRegistry(store).get(collection) if store.has_collection(f"{settings.milvus.collection_prefix}_registry") else None
     return entry.nprobe if entry and entry.nprobe else settings.index.nprobe
+
+
+def serving_search_params(store: FaceStore, settings: Settings, collection: str) -> dict[str, int]:
+    """The search params promotion chose (``{"ef": 64}`` for HNSW), else ``{"nprobe": serving_nprobe}``."""
+    entry = CollectionRegistry(store).get(collection) if store.has_collection(f"{settings.milvus.collection_prefix}_registry") else None
+    if entry and entry.search_params:
+        return {k: int(v) for k, v in json.loads(entry.search_params).items()}
+    return {"nprobe": entry.nprobe if entry and entry.nprobe else settings.index.nprobe}
