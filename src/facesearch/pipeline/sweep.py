@@ -327,7 +327,7 @@ def run_sweep(
                 round(qps, 1), round(build_s, 3), config.index_type, dict(config.build_params), params, round(p99, 3),
                 round(measured, 1), round(analytic, 1),
             )
-            log.info("%s %s recall@%d=%.3f p50=%.1fms p99=%.1fms batched=%.0f qps %.0f B/vector",
+            log.debug("%s %s recall@%d=%.3f p50=%.1fms p99=%.1fms batched=%.0f qps %.0f B/vector",
                      trial.config_key, params, k, recall, p50, p99, qps, measured)
             result.trials.append(trial)
             if on_trial:

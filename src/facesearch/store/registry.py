@@ -21,6 +21,8 @@ from facesearch.store.records import quote
 
 log = logging.getLogger(__name__)
 
+_WARNED: set[str] = set()  # registries whose missing fields were reported (once per process)
+
 STATUSES = ("loading", "candidate", "serving", "previous", "retired")  # loading: registered before its rows
 
 
@@ -84,7 +86,8 @@ class CollectionRegistry:
         else:  # a registry made before a field existed: Milvus cannot add fields, so those are not stored
             known = {f["name"] for f in client.describe_collection(self.name)["fields"]}
             self._missing = {f.name for f in fields(RegistryEntry)} - known
-            if self._missing:
+            if self._missing and self.name not in _WARNED:
+                _WARNED.add(self.name)
                 log.warning("registry %s predates fields %s: they are not recorded", self.name, sorted(self._missing))
 
     def put(self, entry: RegistryEntry) -> RegistryEntry:
