@@ -31,7 +31,7 @@ def test_serving_alias_in_the_model_registry_follows_promotion_and_rollback(sett
         assert str(serving.version) == promotion.registered_version
         assert (serving.run_id, serving.tags["collection"]) == (runs.parent_run_id, collection)
         assert (serving.tags["nlist"], serving.tags["nprobe"]) == (str(nlist), str(nprobe))
-        assert serving.tags["child_run_id"] == runs.child_run_ids[nlist]
+        assert serving.tags["child_run_id"] == runs.child_for(result.trials[0])
 
     promote_best(settings, second, result, sweeps[second])  # a retried promotion reuses its version
     assert len(client.search_model_versions(f"name='{name}'")) == 2

@@ -166,7 +166,7 @@ def test_promote_retry_after_the_alias_moved_completes_the_bookkeeping(settings,
     candidate = registered(store, settings, "aaaaaaaa__0000000b", seed=1)
     result = SweepResult(candidate, 40, 128, 10, 10, [4], [4], [TRIAL])
     runs = log_sweep(settings.tracking, result, {"dataset_version": "d" * 32})
-    child = runs.child_run_ids[4]
+    child = runs.child_for(TRIAL)
 
     # the first attempt moved the alias, then died before MLflow was tagged
     promote(store, settings, candidate, TRIAL, "first attempt", run_id=child)
