@@ -79,8 +79,8 @@ def move_to_server(source: FaceStore, server_dir: Path, faces: int) -> MovedStor
         for name in collections:
             rows = copy_collection(source, target, name)
             on_server = target.count(name)
-            if on_server != source.count(name):
-                raise StoreError(f"moving {name} to {state.uri}: {source.count(name)} rows in Lite, {on_server} on the server; the Lite store is still in use")
+            if on_server != rows:
+                raise StoreError(f"moving {name} to {state.uri}: {rows} rows in Lite, {on_server} on the server; the Lite store is still in use")
             log.info("copied %s: %d rows to %s", name, rows, state.uri)
         for name in collections:
             for alias in source.client.list_aliases(name).get("aliases", []):
