@@ -26,6 +26,7 @@ from facesearch.settings_sections import (  # noqa: F401  (re-exported: import s
     _Section,
     EncoderSettings,
     DetectionSettings,
+    InferenceSettings,
     ImageSettings,
     MilvusSettings,
     IndexSettings,
@@ -52,6 +53,7 @@ class Settings(_Section):
 
     encoder: EncoderSettings = EncoderSettings()
     detection: DetectionSettings = DetectionSettings()
+    inference: InferenceSettings = InferenceSettings()
     images: ImageSettings = ImageSettings()
     milvus: MilvusSettings = MilvusSettings()
     index: IndexSettings = IndexSettings()
@@ -86,7 +88,8 @@ class Settings(_Section):
 
 # Sections that say where and how FaceSearch runs or queries, not what it builds: left out of fingerprint().
 # identify/search/duplicates/people are read at query time only; changing them must not force a rebuild.
-OPERATIONAL_SECTIONS = ("milvus", "paths", "tracking", "schedule", "api", "logging", "compute", "identify", "search", "duplicates", "people", "capacity")
+# inference (engine, precision) moves a vector by < 0.001 cosine: the same embedding space, not a new build.
+OPERATIONAL_SECTIONS = ("inference", "milvus", "paths", "tracking", "schedule", "api", "logging", "compute", "identify", "search", "duplicates", "people", "capacity")
 # Keys of built-shaping sections that change neither the stored vectors nor the index.
 OPERATIONAL_KEYS = {
     "encoder": ("batch_size", "num_threads", "allow_download"),
@@ -103,6 +106,7 @@ class _Sources(BaseSettings):
 
     encoder: dict[str, Any] = {}
     detection: dict[str, Any] = {}
+    inference: dict[str, Any] = {}
     images: dict[str, Any] = {}
     milvus: dict[str, Any] = {}
     index: dict[str, Any] = {}

@@ -39,6 +39,18 @@ class DetectionSettings(_Section):
     crop_margin: int = Field(0, ge=0)
 
 
+class InferenceSettings(_Section):
+    """How the ONNX models (YuNet, SFace) run on CPU (facesearch.models.runtime)."""
+
+    engine: Literal["auto", "openvino", "onnxruntime", "opencv"] = Field(
+        "auto", description="auto = openvino when installed; opencv = cv2.FaceDetectorYN/FaceRecognizerSF (one face per call)"
+    )
+    precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="openvino: auto = bf16 where the CPU computes it natively")
+    threads: int = Field(0, ge=0, description="inference threads in all; 0 = every core")
+    streams: int = Field(2, ge=1, le=64, description="openvino: calls that run at once (threads split between them); ingest detects this many photos at a time")
+    cache_dir: Path | None = Field(None, description="dequantised graphs and compiled blobs; null = $XDG_CACHE_HOME/facesearch/models")
+
+
 class ImageSettings(_Section):
     max_pixels: int = Field(40_000_000, ge=1, description="decompression-bomb guard, checked before decoding")
     draft_side: int = Field(1024, ge=0, description="decode big JPEGs at a reduced scale, longest side >= this; 0 = full size")

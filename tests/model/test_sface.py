@@ -98,4 +98,5 @@ def test_alignment_matches_opencv_align_crop(samples: Path):
         theirs, ours = reference.alignCrop(bgr, row), align_face(bgr, d.landmarks)
         assert ours.shape == theirs.shape == (112, 112, 3)
         assert np.abs(ours.astype(int) - theirs.astype(int)).mean() < 1.0
-        assert np.linalg.norm(encoder.embed_crops([ours])[0] - encoder.embed_crops([theirs])[0]) < 0.01
+        rgb = [np.ascontiguousarray(c[:, :, ::-1]) for c in (ours, theirs)]  # the encoder takes RGB crops
+        assert np.linalg.norm(encoder.embed_crops([rgb[0]])[0] - encoder.embed_crops([rgb[1]])[0]) < 0.01

@@ -10,7 +10,7 @@ import hashlib
 import logging
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -90,16 +90,13 @@ def canonical_path(path: Path) -> str:
     return os.path.abspath(path)
 
 
-def _load_all(jobs: Sequence[IndexJob], settings: Settings, pool: ThreadPoolExecutor) -> list[LoadedImage | ImageError]:
-    def load(job: IndexJob) -> LoadedImage | ImageError:
-        try:
-            return load_image(job.path, settings.images)
-        except ImageError as exc:
-            return exc
-        except MemoryError:
-            return ImageError("out_of_memory", "image too large to decode in available memory")
-
-    return list(pool.map(load, jobs))
+def _load(job: IndexJob, settings: Settings) -> LoadedImage | ImageError:
+    try:
+        return load_image(job.path, settings.images)
+    except ImageError as exc:
+        return exc
+    except MemoryError:
+        return ImageError("out_of_memory", "image too large to decode in available memory")
 
 
 def _chunks(items: Sequence[IndexJob], size: int) -> Iterator[Sequence[IndexJob]]:
@@ -159,24 +156,32 @@ def index_jobs(
 ) -> IndexReport:
     """Index ``jobs`` into ``collection``; bad files are reported in the result, never raised.
 
-    Two stages overlap: a worker thread decodes the next chunk, looks its images up in Milvus and
-    runs face detection, while this thread embeds and writes the current chunk.
+    Three stages overlap: a thread pool decodes the chunk after next; a stage thread looks the next chunk's
+    images up in Milvus and detects their faces (``inference.streams`` photos at once, on the same pool);
+    this thread embeds and writes the current chunk.
     """
     report = report or IndexReport(collection=collection, encoder=encoder.encoder_id)
     report.images_seen += len(jobs)
     chunks = list(_chunks(jobs, CHUNK_IMAGES))
     written: dict[str, list[FaceRecord]] = {}  # this run's rows per image: copies across chunks merge, never overwrite
-    with ThreadPoolExecutor(settings.images.load_workers, thread_name_prefix="decode") as decode_pool, ThreadPoolExecutor(
-        1, thread_name_prefix="detect"
-    ) as stage:
+    workers = max(settings.images.load_workers, settings.inference.streams)
+    with ThreadPoolExecutor(workers, thread_name_prefix="decode") as pool, ThreadPoolExecutor(1, thread_name_prefix="detect") as stage:
+        decoding: dict[int, list[Future[LoadedImage | ImageError]]] = {}
 
-        def prepare(chunk: Sequence[IndexJob]) -> _Prepared:
-            return _prepare(chunk, _load_all(chunk, settings, decode_pool), store, encoder, collection, force)
+        def decode(number: int) -> None:
+            if number < len(chunks) and number not in decoding:
+                decoding[number] = [pool.submit(_load, job, settings) for job in chunks[number]]
 
-        pending = stage.submit(prepare, chunks[0]) if chunks else None
+        def prepare(number: int) -> _Prepared:
+            decode(number)
+            decode(number + 1)  # the next chunk decodes while this one is looked up and detected
+            loaded = [future.result() for future in decoding.pop(number)]
+            return _prepare(chunks[number], loaded, store, encoder, collection, force, pool)
+
+        pending = stage.submit(prepare, 0) if chunks else None
         for number in range(1, len(chunks) + 1):
             prepared = pending.result()  # type: ignore[union-attr]
-            pending = stage.submit(prepare, chunks[number]) if number < len(chunks) else None
+            pending = stage.submit(prepare, number) if number < len(chunks) else None
             _finish(prepared, store, encoder, collection, report, written)
             log.debug("chunk %d written: %d images so far, %d faces", number, number * CHUNK_IMAGES, report.faces_indexed)
             if progress:
@@ -205,13 +210,14 @@ def _prepare(
     encoder: FaceEncoder,
     collection: str,
     force: bool,
+    pool: ThreadPoolExecutor,
 ) -> _Prepared:
     errors = [(job, item) for job, item in zip(chunk, loaded, strict=True) if isinstance(item, ImageError)]
     good = [(job, item) for job, item in zip(chunk, loaded, strict=True) if not isinstance(item, ImageError)]
     existing = store.records_for_images(collection, sorted({img.sha256 for _, img in good}))
     known = [(job, img) for job, img in good if img.sha256 in existing and not force]
     new = [(job, img) for job, img in good if img.sha256 not in existing or force]
-    detections = [encoder.detector.detect(img.image) for _, img in new]
+    detections = list(pool.map(encoder.detector.detect, [img.image for _, img in new]))  # photos in parallel (inference.streams)
     return _Prepared(chunk, errors, known, new, detections, existing)
 
 

@@ -72,7 +72,10 @@ def process_encoder(settings: Settings, threads: int = 0) -> FaceEncoder:
     key = (settings.fingerprint(), settings.encoder.batch_size, backend, threads)  # batch_size is not in the fingerprint
     if key not in _ENCODERS:
         if threads:
-            settings = settings.model_copy(update={"encoder": settings.encoder.model_copy(update={"num_threads": threads})})
+            settings = settings.model_copy(update={
+                "encoder": settings.encoder.model_copy(update={"num_threads": threads}),
+                "inference": settings.inference.model_copy(update={"threads": threads, "streams": 1}),
+            })
             _limit_threads(threads)
         encoder = build_encoder(settings, backend)
         encoder.load()

@@ -86,7 +86,7 @@ def build_detector(settings: Settings, backend: str | None = None, device: str =
     if name == "yunet":
         from facesearch.models.detectors.yunet import YuNetDetector
 
-        return YuNetDetector(settings.detection)
+        return YuNetDetector(settings.detection, settings.inference)
     raise ConfigError(f"detection.backend: unknown detector {name!r} (auto, mtcnn, yunet)")
 
 
@@ -117,6 +117,6 @@ def build_encoder(settings: Settings, backend: str | None = None) -> FaceEncoder
     else:
         from facesearch.models.encoders.sface import SFaceEncoder
 
-        encoder = SFaceEncoder(detector, settings.encoder.batch_size, settings.encoder.num_threads)
+        encoder = SFaceEncoder(detector, settings.inference, settings.encoder.batch_size)
     log.info("encoder: %s with detector %s (%s)", encoder.encoder_id, detector.name, encoder.describe)
     return encoder
