@@ -63,13 +63,18 @@ def test_dequantisation_handles_blocked_per_axis_and_per_tensor_scales():
     cases = {
         "tensor": (np.array(0.5, np.float32), {}, x * 0.5),
         "axis": (np.array([1, 2, 3, 4], np.float32), {"axis": 0}, x * np.array([[1], [2], [3], [4]])),
-        "block": (np.array([[1, 10], [2, 20], [3, 30], [4, 40]], np.float32), {"axis": 1, "block_size": 2},
-                  x * np.array([[1, 1, 10, 10], [2, 2, 20, 20], [3, 3, 30, 30], [4, 4, 40, 40]])),
+        "block": (
+            np.array([[1, 10], [2, 20], [3, 30], [4, 40]], np.float32),
+            {"axis": 1, "block_size": 2},
+            x * np.array([[1, 1, 10, 10], [2, 2, 20, 20], [3, 3, 30, 30], [4, 4, 40, 40]]),
+        ),
     }
     for name, (scale, attrs, expected) in cases.items():
         graph = helper.make_graph(
             [helper.make_node("DequantizeLinear", ["x", "s"], ["w"], **attrs), helper.make_node("Identity", ["w"], ["y"])],
-            name, [], [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [4, 4])],
+            name,
+            [],
+            [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [4, 4])],
             [numpy_helper.from_array(x, "x"), numpy_helper.from_array(scale, "s")],
         )
         model = helper.make_model(graph)

@@ -183,5 +183,5 @@ def load_graph(path: Path, sha256: str, dynamic_dims: Sequence[int], settings: I
     graph = dequantised_graph(path, sha256, dynamic_dims, settings)
     engine = resolve_engine(settings)
     runner: GraphRunner = (OpenVinoRunner if engine == "openvino" else OnnxRuntimeRunner)(graph, settings, threads)
-    log.info("%s on %s", path.name, runner.description)
+    log.debug("%s on %s", path.name, runner.description)
     return runner

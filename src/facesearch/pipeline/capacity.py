@@ -4,7 +4,8 @@ Scaling rules, per index type, from the measurements at the largest measured siz
 
 - memory (the RSS delta, never below the analytic index size) and disk (index files): linear in N (a fixed part plus a per-vector slope when two or more sizes were
   measured, else the per-vector figure alone) and linear in dim (``D / d``);
-- build time: linear in N for IVF_* and DISKANN, ``N log N`` for HNSW; linear in dim;
+- build time: ``fixed + slope x work`` with work = N x nlist for IVF_* (nlist ~ 4 sqrt N, so ~N^1.5: k-means
+  assignment of every vector to every centroid) and N log N for the graphs (HNSW, DISKANN); linear in dim;
 - QPS of one query node on its slice of the data: the measured batched QPS at the cheapest search setting
   reaching the target recall, x ``node_cores / bench cores``, x ``d / D``, and for a slice of ``S`` vectors
   ``sqrt(n / S)`` for IVF_* (nlist grows with sqrt N) or ``log n / log S`` for graphs (HNSW, DISKANN).
@@ -112,11 +113,27 @@ def predict_bytes(m: Measured, key: str, n: float, dim: int) -> float:
     return (fixed + slope * n) * dim / m.dim
 
 
+MILVUS_MAX_NLIST = 65536  # the largest nlist Milvus accepts
+
+
+def planned_nlist(n: float) -> int:
+    """The nlist an IVF index over ``n`` vectors is built with: the power of two at or below 4 sqrt(N) (the sweep's centre)."""
+    return min(MILVUS_MAX_NLIST, 1 << max(0, math.floor(math.log2(4 * math.sqrt(max(n, 1))))))
+
+
+def build_work(index_type: str, n: float, nlist: int | None = None) -> float:
+    """What an index build's time grows with: IVF assigns N vectors to nlist centroids (N x nlist, and nlist
+    grows with sqrt N, so ~N^1.5); graphs insert N vectors at log N cost each."""
+    if index_type in GRAPH_TYPES:
+        return n * math.log(max(n, 2))
+    return n * (nlist or planned_nlist(n))
+
+
 def predict_build_s(m: Measured, n: float, dim: int) -> float:
-    run = m.largest
-    n0 = run["size"]
-    growth = (n * math.log(n)) / (n0 * math.log(n0)) if m.index_type == "HNSW" else n / n0
-    return float(run["build_s"]) * growth * dim / m.dim
+    """Build seconds for ``n`` vectors: ``fixed + slope x work`` fitted over the measured sizes (one size: proportional)."""
+    work = [build_work(m.index_type, r["size"], (r.get("build_params") or {}).get("nlist")) for r in m.runs]
+    fixed, slope = linear_fit([round(w) for w in work], [float(r["build_s"]) for r in m.runs])
+    return (fixed + slope * build_work(m.index_type, n)) * dim / m.dim
 
 
 def operating_point(m: Measured, recall: float) -> dict[str, Any]:

@@ -11,17 +11,29 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from facesearch.errors import FaceSearchError
 from facesearch.ingest.images import LoadedImage, load_image
-from facesearch.models.encoders import FaceEncoder
+from facesearch.models.encoders import Face, FaceEncoder, build_encoder
 from facesearch.serve.identify import identify_faces, identify_json, identity_threshold
 from facesearch.serve.search import query_faces, search_faces, search_json
 from facesearch.serve.serving import encoder_for_collection, encoder_for_store, serving_collection
 from facesearch.settings import Settings
 from facesearch.store import FaceStore
 from facesearch.store.registry import serving_search_params
+
+
+@dataclass(frozen=True)
+class EmbeddedQuery:
+    """A query photo already run through one encoder (``faces``), or the error that run gave (no face)."""
+
+    encoder: FaceEncoder
+    faces: list[Face] | None
+    error: FaceSearchError | None = None
 
 
 class QueryService:
@@ -47,6 +59,18 @@ class QueryService:
         self._encoder_ids[collection] = encoder_id
         return self._encoder(encoder_id, lambda: encoder_for_collection(self.settings, collection, encoder_id))
 
+    def adopt(self, encoder: FaceEncoder) -> None:
+        """Serve collections made by ``encoder.encoder_id`` with this (already loaded) encoder."""
+        self._encoders.setdefault(encoder.encoder_id, encoder)
+
+    def _faces(self, encoder: FaceEncoder, image: LoadedImage, embedded: EmbeddedQuery | None) -> list[Face]:
+        if embedded is not None and embedded.encoder is encoder:  # same model: its answer (or its NoFaceError) stands
+            if embedded.error is not None:
+                raise embedded.error
+            assert embedded.faces is not None
+            return embedded.faces
+        return query_faces(encoder, image)
+
     def _encoder(self, key: str, build: Callable[[], FaceEncoder]) -> FaceEncoder:
         encoder = self._encoders.get(key)
         if encoder is None:
@@ -68,18 +92,20 @@ class QueryService:
             self._params[collection] = serving_search_params(self.store, self.settings, collection)
         return collection, self._params[collection]
 
-    def search(self, image: LoadedImage, k: int | None = None, label: str | None = None) -> dict[str, Any]:
+    def search(self, image: LoadedImage, k: int | None = None, label: str | None = None, embedded: EmbeddedQuery | None = None) -> dict[str, Any]:
         collection, params = self.serving()
         encoder = self.encoder_for(collection)
-        faces = query_faces(encoder, image)
+        faces = self._faces(encoder, image, embedded)
         results = search_faces(self.store, collection, faces, k or self.settings.search.k, None, search_params=params)
         threshold = self.settings.identify.thresholds.get(encoder.encoder_id)  # the one identify and people use
         return search_json(label or str(image.path), results, threshold)
 
-    def identify(self, image: LoadedImage, threshold: float | None = None, label: str | None = None) -> dict[str, Any]:
+    def identify(
+        self, image: LoadedImage, threshold: float | None = None, label: str | None = None, embedded: EmbeddedQuery | None = None
+    ) -> dict[str, Any]:
         collection, params = self.serving()
         encoder = self.encoder_for(collection)
-        faces = query_faces(encoder, image)
+        faces = self._faces(encoder, image, embedded)
         limit = threshold if threshold is not None else identity_threshold(self.settings, encoder.encoder_id)
         found = identify_faces(self.store, collection, faces, limit, None, search_params=params)
         return identify_json(label or str(image.path), found, limit)
@@ -94,14 +120,39 @@ class QueryService:
         self.close()
 
 
+def embed_configured(settings: Settings, image: LoadedImage) -> EmbeddedQuery:
+    """The query photo through the configured encoder (``auto`` = the default one), loaded from cold."""
+    encoder = build_encoder(settings)
+    encoder.load()
+    try:
+        return EmbeddedQuery(encoder, query_faces(encoder, image))
+    except FaceSearchError as exc:
+        return EmbeddedQuery(encoder, None, exc)
+
+
+def _one_shot(settings: Settings, image: str | Path, run: Callable[[QueryService, LoadedImage, EmbeddedQuery | None], dict[str, Any]]) -> dict[str, Any]:
+    """A cold CLI query: the models load and embed the photo while the Milvus connection opens (about 1.5 s each here).
+
+    The result is used only when the serving collection was made by that same encoder; otherwise the
+    service loads the collection's own encoder, as it always does.
+    """
+    loaded = load_image(Path(image), settings.images)
+    with ThreadPoolExecutor(1, thread_name_prefix="warm-models") as pool:
+        warm = pool.submit(embed_configured, settings, loaded)
+        with QueryService(settings) as service:
+            try:
+                embedded: EmbeddedQuery | None = warm.result()
+            except FaceSearchError:  # the configured encoder cannot load here: the collection's own one may
+                embedded = None
+            if embedded is not None:
+                service.adopt(embedded.encoder)
+            return run(service, loaded, embedded)
+
+
 def search_image(settings: Settings, image: str | Path, k: int | None = None) -> dict[str, Any]:
     """One-shot search of an image file against the serving alias."""
-    loaded = load_image(Path(image), settings.images)
-    with QueryService(settings) as service:
-        return service.search(loaded, k, label=str(image))
+    return _one_shot(settings, image, lambda service, loaded, embedded: service.search(loaded, k, label=str(image), embedded=embedded))
 
 
 def identify_image(settings: Settings, image: str | Path, threshold: float | None = None) -> dict[str, Any]:
-    loaded = load_image(Path(image), settings.images)
-    with QueryService(settings) as service:
-        return service.identify(loaded, threshold, label=str(image))
+    return _one_shot(settings, image, lambda service, loaded, embedded: service.identify(loaded, threshold, label=str(image), embedded=embedded))
