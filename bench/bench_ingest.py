@@ -12,7 +12,8 @@ Same photos, same run, same machine:
 Quality, per pair, beside speed: VOC faces found (of 43), faces in the 1920-px group photos (22 real),
 false faces on the no-face photo (dogs), close-ups found (495 tight crops of the johns at 3 sizes, per
 detector), leave-one-out top-1 on the johns and the gap between the farthest same-person pair and the
-nearest different-person pair. ``cli_identify_s``: ``facesearch identify`` wall time, cold, in a new process.
+nearest different-person pair. ``cli_identify_s``: ``facesearch identify`` wall time, cold, in a new process;
+``api_search_p50_ms``: ``POST /search`` of a 1920-px photo through the real app.
 
 InceptionResnetV1 runs with a random-init state_dict of the real architecture: the VGGFace2 weights
 cannot be downloaded here and do not change the compute. Faces found are scored against the hand
