@@ -115,3 +115,9 @@ def test_index_on_an_unreachable_scheduler_fails_in_seconds_naming_it(tmp_path: 
     assert len(lines) == 1 and "tcp://127.0.0.1:1" in lines[0] and "compute.dask_address" in lines[0], result.stderr
     assert elapsed < 15
     assert not (tmp_path / "milvus.db").exists(), "the store was opened before the scheduler was checked"
+
+
+def test_a_malformed_dask_address_is_a_config_error(tmp_path: Path, folder: Path):
+    result, _ = index(tmp_path, folder, "--dask", "bogus")
+    assert result.exit_code == 2 and "--dask 'bogus'" in result.stderr, result.stderr
+    assert not (tmp_path / "milvus.db").exists()
