@@ -13,11 +13,17 @@ log = logging.getLogger(__name__)
 
 def flow_settings(config: list[str] | None, overrides: list[str] | None) -> Settings:
     """Flow parameters are plain strings (config files, ``section.key=value``) so runs are reproducible from the UI."""
-    # one "Finished in state Completed()" line per task buries the flow's own summary on the terminal; the
-    # task states stay in the Prefect UI, and -v (facesearch at DEBUG) brings the lines back
+    quiet_task_logs()
+    return load_settings([Path(p) for p in config or []], parse_overrides(list(overrides or [])))
+
+
+def quiet_task_logs() -> None:
+    """One "Finished in state Completed()" line per task buries a run's own summary on the terminal.
+
+    The task states stay in the Prefect UI, and -v (facesearch at DEBUG) brings the lines back.
+    """
     if not logging.getLogger("facesearch").isEnabledFor(logging.DEBUG):
         logging.getLogger("prefect.task_runs").setLevel(logging.WARNING)
-    return load_settings([Path(p) for p in config or []], parse_overrides(list(overrides or [])))
 
 
 def running_prefect_api(url: str, timeout_s: float = 2.0) -> str | None:

@@ -42,16 +42,23 @@ def embed_shards(plan: EmbedPlan, settings: Settings) -> Any:
 
 
 def worker_api_url() -> str | None:
-    """The Prefect API the workers must report to: the configured one, else this process's temporary server."""
-    from prefect.settings import get_current_settings
+    """The Prefect API the workers must report to: the configured one, else this process's temporary server.
+
+    The temporary server is started here when this process has none yet (``facesearch index --dask`` runs no
+    outer flow): the embed flow then uses it too, instead of every worker starting one of its own (~15 s each).
+    """
+    from prefect.settings import PREFECT_SERVER_EPHEMERAL_ENABLED, get_current_settings
 
     url = get_current_settings().api.url
     if url:
         return str(url)
+    if not PREFECT_SERVER_EPHEMERAL_ENABLED.value():
+        return None
     from prefect.server.api.server import SubprocessASGIServer
 
-    server = SubprocessASGIServer()  # the temporary server this process started for its flow run, if any
-    return server.api_url if server.running else None
+    server = SubprocessASGIServer()  # the one Prefect's own client starts: started once per process
+    server.start()
+    return server.api_url
 
 
 def embed_on_dask(plan: EmbedPlan, settings: Settings) -> Any:

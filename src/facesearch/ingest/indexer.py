@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from facesearch.errors import ImageError
 from facesearch.ingest.images import LoadedImage, SkippedFile, iter_image_files, load_image
@@ -90,7 +90,8 @@ def canonical_path(path: Path) -> str:
     return os.path.abspath(path)
 
 
-def _load(job: IndexJob, settings: Settings) -> LoadedImage | ImageError:
+def load_job(job: IndexJob, settings: Settings) -> LoadedImage | ImageError:
+    """Decode one file; an unusable one gives its ImageError (the reason reported in ``images_skipped``)."""
     try:
         return load_image(job.path, settings.images)
     except ImageError as exc:
@@ -124,7 +125,16 @@ def _too_many_copies(sha256: str) -> str:
     )
 
 
-def build_records(loaded: LoadedImage, faces: Iterable[Any], path: str, identity: str, encoder_id: str) -> list[FaceRecord]:
+class HashedImage(Protocol):
+    """What a face row needs of its photo: a decoded ``LoadedImage``, or its hashes alone."""
+
+    @property
+    def sha256(self) -> str: ...
+    @property
+    def phash(self) -> int: ...
+
+
+def build_records(loaded: HashedImage, faces: Iterable[Any], path: str, identity: str, encoder_id: str) -> list[FaceRecord]:
     return [
         FaceRecord(
             id=face_id(loaded.sha256, i, encoder_id),
@@ -170,7 +180,7 @@ def index_jobs(
 
         def decode(number: int) -> None:
             if number < len(chunks) and number not in decoding:
-                decoding[number] = [pool.submit(_load, job, settings) for job in chunks[number]]
+                decoding[number] = [pool.submit(load_job, job, settings) for job in chunks[number]]
 
         def prepare(number: int) -> _Prepared:
             decode(number)
@@ -229,10 +239,38 @@ def _finish(
     report: IndexReport,
     written: dict[str, list[FaceRecord]],
 ) -> None:
-    """Embed the chunk's new faces, merge paths/identities of known images, upsert."""
-    for job, error in prepared.errors:
+    """Embed the chunk's new faces, then write the chunk."""
+    images = [img for _, img in prepared.new]
+    faces_per_image = encoder.encode_detections([i.image for i in images], prepared.detections, [i.scale for i in images])
+    new = [(job, img, faces) for (job, img), faces in zip(prepared.new, faces_per_image, strict=True)]
+    write_chunk(ChunkFaces(prepared.errors, prepared.known, new, prepared.existing), store, encoder.encoder_id, collection, report, written)
+
+
+@dataclass
+class ChunkFaces:
+    """One chunk with its faces found (here, or read back from the embedding cache of a Dask run)."""
+
+    errors: list[tuple[IndexJob, ImageError]]
+    known: Sequence[tuple[IndexJob, HashedImage]]  # already in the collection: metadata merge only
+    new: Sequence[tuple[IndexJob, HashedImage, Sequence[Any]]]  # embedded: each image's faces (bbox, det_prob, embedding)
+    existing: dict[str, list[FaceRecord]]  # the collection's rows of the chunk's images
+
+
+def write_chunk(
+    chunk: ChunkFaces,
+    store: FaceStore,
+    encoder_id: str,
+    collection: str,
+    report: IndexReport,
+    written: dict[str, list[FaceRecord]],
+) -> None:
+    """Report the chunk's bad files, merge paths/identities of known images, build the new rows, upsert.
+
+    ``written`` holds this run's rows per image across chunks: copies of the same bytes merge into one set of rows.
+    """
+    for job, error in chunk.errors:
         report.skip(job.path, error.reason, error.detail)
-    current = {**prepared.existing, **written}
+    current = {**chunk.existing, **written}
     updates: list[FaceRecord] = []
 
     def merge(sha: str, path: str, identity: str) -> None:
@@ -245,26 +283,24 @@ def _finish(
             updates.extend(merged)
         report.images_unchanged += 1
 
-    for job, img in prepared.known:
+    for job, img in chunk.known:
         merge(img.sha256, canonical_path(job.path), job.identity)
-    images = [img for _, img in prepared.new]
-    faces_per_image = encoder.encode_detections([i.image for i in images], prepared.detections, [i.scale for i in images])
-    for (job, img), faces in zip(prepared.new, faces_per_image, strict=True):
+    for job, img, faces in chunk.new:
         path = canonical_path(job.path)
         if img.sha256 in written:  # the same bytes again in this run: one set of rows, every path
             merge(img.sha256, path, job.identity)
             continue
-        previous = prepared.existing.get(img.sha256, [])
+        previous = chunk.existing.get(img.sha256, [])
         if not faces:
             if previous:  # --force on an image whose faces are no longer found: its old rows must not linger
                 store.delete_ids(collection, [r.id for r in previous])
-                prepared.existing.pop(img.sha256, None)
+                chunk.existing.pop(img.sha256, None)
                 current.pop(img.sha256, None)
                 log.info("%s: no face found any more; deleted its %d stored face(s)", path, len(previous))
             report.skip(job.path, "no_face", "no face detected" + (f"; its {len(previous)} stored face(s) were deleted" if previous else ""))
             continue
         identity = job.identity or (previous[0].identity if previous else "")
-        records = build_records(img, faces, path, identity, encoder.encoder_id)
+        records = build_records(img, faces, path, identity, encoder_id)
         if previous:  # --force: keep every known path, drop rows for faces no longer detected
             paths = sorted({path, *(p for r in previous for p in r.image_paths if os.path.exists(p))})
             if len(paths) > MAX_PATHS_PER_IMAGE:
