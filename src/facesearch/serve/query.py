@@ -36,8 +36,14 @@ class EmbeddedQuery:
     error: FaceSearchError | None = None
 
 
+def for_queries(settings: Settings) -> Settings:
+    """Queries come one photo at a time: one inference stream, so each call gets every thread (ingest splits them)."""
+    return settings.model_copy(update={"inference": settings.inference.model_copy(update={"streams": 1})})
+
+
 class QueryService:
     def __init__(self, settings: Settings, store: FaceStore | None = None) -> None:
+        settings = for_queries(settings)
         self.settings = settings
         self.store = store or FaceStore(settings.milvus)
         self._encoders: dict[str, FaceEncoder] = {}  # per encoder id ("" = an empty store's configured one)
@@ -122,7 +128,7 @@ class QueryService:
 
 def embed_configured(settings: Settings, image: LoadedImage) -> EmbeddedQuery:
     """The query photo through the configured encoder (``auto`` = the default one), loaded from cold."""
-    encoder = build_encoder(settings)
+    encoder = build_encoder(for_queries(settings))
     encoder.load()
     try:
         return EmbeddedQuery(encoder, query_faces(encoder, image))
