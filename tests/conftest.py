@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -139,6 +143,44 @@ def cli(milvus_target: dict[str, str]):
     from tests.clihelpers import Cli
 
     return Cli(milvus_target)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One real ``prefect server start`` (its own PREFECT_HOME) for the session: its API URL.
+
+    Shared by the tests that reuse a running server (``schedule.prefect_api_url``), so each of
+    them does not pay a server start-up and DB migration of its own.
+    """
+    from flows.common import running_prefect_api
+
+    home = tmp_path_factory.mktemp("prefect-server")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false")
+    port = free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # a test's killpg never reaches it
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while not running_prefect_api(api) and server.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert running_prefect_api(api), f"the Prefect server did not start (exit code {server.poll()})"
+        yield api
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -13,17 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import free_port
 from tests.integration.test_pipeline import make_project, overrides_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.single_session]
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def reindex(project: Path, sets: list[str], env: dict[str, str], timeout_s: float) -> tuple[subprocess.CompletedProcess, float]:
@@ -71,31 +65,14 @@ def test_reindex_completes_and_promotes_while_both_cores_are_busy(tmp_path: Path
     print(f"reindex under {len(hogs)} busy loops: {took:.0f} s")  # the measurement the issue asks for (shown with -s)
 
 
-def test_reindex_reuses_a_running_prefect_server(tmp_path: Path, samples: Path, milvus_target):
+def test_reindex_reuses_a_running_prefect_server(tmp_path: Path, samples: Path, milvus_target, prefect_server: str):
     project = make_project(tmp_path, samples, people=2, per_person=3)
-    port = free_port()
-    api = f"http://127.0.0.1:{port}/api"
-    env = clean_env(tmp_path)
-    server = subprocess.Popen(
-        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        from flows.common import running_prefect_api
-
-        deadline = time.monotonic() + 300
-        while not running_prefect_api(api) and time.monotonic() < deadline:
-            time.sleep(1)
-        assert running_prefect_api(api), "the Prefect server did not start"
-        proc, _ = reindex(project, overrides_for(project, milvus_target, f"schedule.prefect_api_url={api}"), env, timeout_s=900)
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        assert f"using the Prefect server at {api}" in proc.stderr
-        request = urllib.request.Request(f"{api}/flow_runs/filter", data=b"{}", headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=30) as response:
-            runs = json.loads(response.read())
-        assert [r["state_type"] for r in runs] == ["COMPLETED"]  # the run is in the server the user looks at
-    finally:
-        server.terminate()
-        server.wait(timeout=60)
+    api = prefect_server  # the session's server: other tests' runs are in it too, so this run is found by its project
+    proc, _ = reindex(project, overrides_for(project, milvus_target, f"schedule.prefect_api_url={api}"), clean_env(tmp_path), timeout_s=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"using the Prefect server at {api}" in proc.stderr
+    request = urllib.request.Request(f"{api}/flow_runs/filter", data=b"{}", headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        runs = json.loads(response.read())
+    mine = [r for r in runs if f"paths.project_dir={project}" in json.dumps(r["parameters"])]
+    assert [r["state_type"] for r in mine] == ["COMPLETED"]  # the run is in the server the user looks at
