@@ -127,6 +127,15 @@ def dequantise_weights(model: Any) -> int:
     return len(replaced)
 
 
+# OpenVINO's Python binding sets itself up on the first ``Tensor.data`` read of a process (a one-time init that
+# needs the GIL). Two threads making that first read at once deadlocked (seen in the test suite: the detect
+# stage and the embed thread; one waits for the GIL inside the init, the other holds the GIL waiting for the
+# init). The first call of the process, every compile and every new infer request therefore run under a
+# Python lock, whose waiters release the GIL.
+_OPENVINO_FIRST_CALL = threading.RLock()
+_OPENVINO_READY = threading.Event()
+
+
 class OpenVinoRunner:
     """A graph compiled by OpenVINO with dynamic input dims; one infer request per calling thread."""
 
@@ -154,7 +163,16 @@ class OpenVinoRunner:
     def run(self, batch: np.ndarray) -> list[np.ndarray]:
         request = getattr(self._local, "request", None)
         if request is None:
-            request = self._local.request = self._compiled.create_infer_request()
+            with _OPENVINO_FIRST_CALL:
+                request = self._local.request = self._compiled.create_infer_request()
+        if not _OPENVINO_READY.is_set():
+            with _OPENVINO_FIRST_CALL:  # see _OPENVINO_FIRST_CALL: the process's first call runs alone
+                outputs = self._infer(request, batch)
+                _OPENVINO_READY.set()
+                return outputs
+        return self._infer(request, batch)
+
+    def _infer(self, request: Any, batch: np.ndarray) -> list[np.ndarray]:
         request.infer({0: batch})
         return [np.array(request.get_output_tensor(i).data) for i in range(len(self._compiled.outputs))]
 
@@ -182,6 +200,10 @@ def load_graph(path: Path, sha256: str, dynamic_dims: Sequence[int], settings: I
     """The model file ``path`` (already sha256-checked) ready to run on the configured engine."""
     graph = dequantised_graph(path, sha256, dynamic_dims, settings)
     engine = resolve_engine(settings)
-    runner: GraphRunner = (OpenVinoRunner if engine == "openvino" else OnnxRuntimeRunner)(graph, settings, threads)
+    if engine == "openvino":
+        with _OPENVINO_FIRST_CALL:
+            runner: GraphRunner = OpenVinoRunner(graph, settings, threads)
+    else:
+        runner = OnnxRuntimeRunner(graph, settings, threads)
     log.debug("%s on %s", path.name, runner.description)
     return runner
