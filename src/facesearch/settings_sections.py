@@ -211,6 +211,7 @@ class CapacitySettings(_Section):
     vectors_per_shard: int = Field(100_000_000, ge=1, description="at most this many vectors per shard")
     max_query_nodes: int = Field(512, ge=1, description="a plan needing more query nodes does not fit")
     raw_vectors_on_disk: bool = Field(True, description="object storage also keeps the raw vectors (binlogs)")
+    segment_max_mb: int = Field(512, ge=1, description="Milvus dataCoord.segment.maxSize: indexes are built per sealed segment, so nlist follows the segment")
 
 
 class TrackingSettings(_Section):

@@ -4,8 +4,10 @@ Scaling rules, per index type, from the measurements at the largest measured siz
 
 - memory (the RSS delta, never below the analytic index size) and disk (index files): linear in N (a fixed part plus a per-vector slope when two or more sizes were
   measured, else the per-vector figure alone) and linear in dim (``D / d``);
-- build time: ``fixed + slope x work`` with work = N x nlist for IVF_* (nlist ~ 4 sqrt N, so ~N^1.5: k-means
-  assignment of every vector to every centroid) and N log N for the graphs (HNSW, DISKANN); linear in dim;
+- build time: ``fixed + slope x work`` with work = N x nlist for IVF_* and N log(segment) for the graphs
+  (HNSW, DISKANN); Milvus builds every index per sealed segment (``segment_max_mb``), so nlist follows the
+  segment's vectors (~4 sqrt): ~N^1.5 up to one segment, linear in N beyond; linear in dim; x bench cores /
+  ``node_cores``;
 - QPS of one query node on its slice of the data: the measured batched QPS at the cheapest search setting
   reaching the target recall, x ``node_cores / bench cores``, x ``d / D``, and for a slice of ``S`` vectors
   ``sqrt(n / S)`` for IVF_* (nlist grows with sqrt N) or ``log n / log S`` for graphs (HNSW, DISKANN).
@@ -121,19 +123,27 @@ def planned_nlist(n: float) -> int:
     return min(MILVUS_MAX_NLIST, 1 << max(0, math.floor(math.log2(4 * math.sqrt(max(n, 1))))))
 
 
-def build_work(index_type: str, n: float, nlist: int | None = None) -> float:
-    """What an index build's time grows with: IVF assigns N vectors to nlist centroids (N x nlist, and nlist
-    grows with sqrt N, so ~N^1.5); graphs insert N vectors at log N cost each."""
+def segment_rows(cfg: CapacitySettings, dim: int) -> int:
+    """Vectors in one sealed Milvus segment (float32 vectors of ``dim``): the unit every index is built on."""
+    return max(1, cfg.segment_max_mb * 2**20 // (4 * dim))
+
+
+def build_work(index_type: str, n: float, nlist: int | None = None, segment: float | None = None) -> float:
+    """What an index build's time grows with. IVF assigns N vectors to nlist centroids (N x nlist); nlist
+    follows the vectors of one segment (~4 sqrt), so IVF builds cost ~N^1.5 up to a segment and N beyond.
+    Graphs insert N vectors at log(segment) each."""
+    per_segment = min(n, segment or n)
     if index_type in GRAPH_TYPES:
-        return n * math.log(max(n, 2))
-    return n * (nlist or planned_nlist(n))
+        return n * math.log(max(per_segment, 2))
+    return n * (nlist or planned_nlist(per_segment))
 
 
-def predict_build_s(m: Measured, n: float, dim: int) -> float:
-    """Build seconds for ``n`` vectors: ``fixed + slope x work`` fitted over the measured sizes (one size: proportional)."""
+def predict_build_s(m: Measured, n: float, dim: int, segment: float | None = None) -> float:
+    """Build seconds on the bench machine for ``n`` vectors: ``fixed + slope x work`` fitted over the measured sizes
+    (one size: proportional)."""
     work = [build_work(m.index_type, r["size"], (r.get("build_params") or {}).get("nlist")) for r in m.runs]
     fixed, slope = linear_fit([round(w) for w in work], [float(r["build_s"]) for r in m.runs])
-    return (fixed + slope * build_work(m.index_type, n)) * dim / m.dim
+    return (fixed + slope * build_work(m.index_type, n, segment=segment)) * dim / m.dim
 
 
 def operating_point(m: Measured, recall: float) -> dict[str, Any]:
@@ -163,7 +173,8 @@ def plan_type(m: Measured, faces: float, dim: int, qps: float, recall: float, cf
     per_replica = predict_qps(m, point, faces / shards, dim, cfg.node_cores)
     replicas = max(1, math.ceil(qps / per_replica)) if per_replica > 0 else 10**9
     query_nodes = shards * replicas
-    build_s = predict_build_s(m, faces, dim)
+    # bench-machine seconds, on a node of node_cores (k-means assignment and graph inserts use every core)
+    build_s = predict_build_s(m, faces, dim, segment_rows(cfg, dim)) * m.cpus / cfg.node_cores
     return TypePlan(
         index_type=m.index_type,
         search_params=dict(point["search_params"]),
