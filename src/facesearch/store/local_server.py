@@ -22,11 +22,12 @@ import socket
 import subprocess
 import time
 import urllib.request
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Iterator
+from typing import Any
 
 from facesearch.errors import StoreUnavailableError
 
@@ -147,7 +148,7 @@ class LocalMilvusServer:
         self.base_dir.mkdir(parents=True, exist_ok=True)
         config = _server_config(self.base_dir)
         started = time.monotonic()
-        config.resolve()  # picks free ports, writes configs/milvus.yaml and the etcd config
+        self._resolve_ports(config)
         milvus._initialize_data_files(str(self.base_dir))  # unpacks the binary once (~500 MB)
         metrics_port = _free_port()
         env = {
@@ -223,6 +224,32 @@ class LocalMilvusServer:
             fcntl.flock(handle, fcntl.LOCK_EX)
             yield
 
+    @property
+    def ports_file(self) -> Path:
+        return self.base_dir / "ports.json"
+
+    def _resolve_ports(self, config: Any) -> None:
+        """Pick the ports (writes configs/milvus.yaml and the etcd config): the previous run's when they are free.
+
+        The components find each other through sessions kept in the embedded etcd, which outlive a stop. A
+        restart on fresh ports let a component dial a stale session's address that another component (of
+        this or another Milvus) now held, and the binary aborted ("unknown service milvus.proto.query.QueryCoord").
+        """
+        saved = json.loads(self.ports_file.read_text()) if self.ports_file.is_file() else {}
+        if saved:
+            config.configs.update(saved)
+            try:
+                config.resolve()
+                return
+            except RuntimeError as exc:  # one of them is taken now: all fresh
+                log.info("previous ports of %s not free (%s); picking new ones", self.base_dir, exc)
+                config.cleanup_listen_ports()
+                for key in saved:
+                    config.configs.pop(key, None)
+        config.resolve()  # picks free ports
+        ports = {key: int(config.get(key)) for key in config.configurable_items if key.endswith("_port")}
+        self.ports_file.write_text(json.dumps(ports))
+
     def ensure_running(self) -> ServerState:
         """Start a detached server unless one is already running for this directory (safe to race)."""
         with self._start_lock():
@@ -237,6 +264,7 @@ class LocalMilvusServer:
                 # ports are picked free, then released until the binary binds them: a Milvus starting at the
                 # same moment can take one (seen: "unknown service milvus.proto.query.QueryCoord"); pick again
                 log.warning("%s; starting it once more on fresh ports", exc)
+                self.ports_file.unlink(missing_ok=True)
                 self.start(detach=True)
             assert self.state is not None
             return self.state
