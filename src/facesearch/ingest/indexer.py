@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from facesearch.errors import ImageError
-from facesearch.ingest.images import LoadedImage, SkippedFile, iter_image_files, load_image
+from facesearch.ingest.images import LoadedImage, SkippedFile, decode_image, file_sha256, iter_image_files, read_image_bytes
 from facesearch.models.detectors.base import Detection
 from facesearch.models.encoders import FaceEncoder
 from facesearch.settings import Settings
@@ -25,7 +25,8 @@ from facesearch.store.records import MAX_PATHS_PER_IMAGE
 
 log = logging.getLogger(__name__)
 
-CHUNK_IMAGES = 4  # images per write; two chunks are in flight (decode+detect overlaps embed+write)
+CHUNK_IMAGES = 4  # images per embedding batch and write
+LOOKAHEAD_CHUNKS = 2  # chunks read, looked up and queued for decoding ahead of the one being embedded
 
 ProgressFn = Callable[[int], None]
 
@@ -70,9 +71,7 @@ class IndexJob:
     identity: str = ""
 
 
-def plan_jobs(
-    paths: Sequence[Path], settings: Settings, identity_from_folder: bool = False, identity: str = ""
-) -> tuple[list[IndexJob], list[SkippedFile]]:
+def plan_jobs(paths: Sequence[Path], settings: Settings, identity_from_folder: bool = False, identity: str = "") -> tuple[list[IndexJob], list[SkippedFile]]:
     """Expand paths into jobs; with ``identity_from_folder`` a file's parent folder names the person."""
     jobs: list[IndexJob] = []
     skipped: list[SkippedFile] = []
@@ -91,9 +90,23 @@ def canonical_path(path: Path) -> str:
 
 
 def load_job(job: IndexJob, settings: Settings) -> LoadedImage | ImageError:
-    """Decode one file; an unusable one gives its ImageError (the reason reported in ``images_skipped``)."""
+    """Read and decode one file; an unusable one gives its ImageError (the reason reported in ``images_skipped``)."""
+    data = read_job(job, settings)
+    return data if isinstance(data, ImageError) else decode_job(job, data, settings)
+
+
+def read_job(job: IndexJob, settings: Settings) -> bytes | ImageError:
+    """The file's bytes, or the ImageError that says why it cannot be read."""
     try:
-        return load_image(job.path, settings.images)
+        return read_image_bytes(job.path, settings.images)
+    except ImageError as exc:
+        return exc
+
+
+def decode_job(job: IndexJob, data: bytes, settings: Settings) -> LoadedImage | ImageError:
+    """Decode a file's bytes, or give the ImageError that says why they cannot be used."""
+    try:
+        return decode_image(data, settings.images, job.path)
     except ImageError as exc:
         return exc
     except MemoryError:
@@ -112,9 +125,7 @@ def _merge_existing(records: list[FaceRecord], path: str, identity: str) -> list
     new_identity = identity or records[0].identity
     if set(paths) == known and all(r.identity == new_identity for r in records):
         return None
-    return [
-        FaceRecord(**{**r.__dict__, "image_paths": paths, "image_path": paths[0], "identity": new_identity}) for r in records
-    ]
+    return [FaceRecord(**{**r.__dict__, "image_paths": paths, "image_path": paths[0], "identity": new_identity}) for r in records]
 
 
 def _too_many_copies(sha256: str) -> str:
@@ -166,84 +177,98 @@ def index_jobs(
 ) -> IndexReport:
     """Index ``jobs`` into ``collection``; bad files are reported in the result, never raised.
 
-    Three stages overlap: a thread pool decodes the chunk after next; a stage thread looks the next chunk's
-    images up in Milvus and detects their faces (``inference.streams`` photos at once, on the same pool);
-    this thread embeds and writes the current chunk.
+    Three stages overlap: a stage thread reads and hashes the chunks ahead and looks them up in Milvus
+    (images already indexed are never decoded); the pool decodes and detects each new photo as soon as it
+    is planned (``inference.streams`` photos at once, no barrier inside a chunk); this thread embeds each
+    chunk's faces in one batch and writes the chunk.
     """
     report = report or IndexReport(collection=collection, encoder=encoder.encoder_id)
     report.images_seen += len(jobs)
     chunks = list(_chunks(jobs, CHUNK_IMAGES))
     written: dict[str, list[FaceRecord]] = {}  # this run's rows per image: copies across chunks merge, never overwrite
     workers = max(settings.images.load_workers, settings.inference.streams)
-    with ThreadPoolExecutor(workers, thread_name_prefix="decode") as pool, ThreadPoolExecutor(1, thread_name_prefix="detect") as stage:
-        decoding: dict[int, list[Future[LoadedImage | ImageError]]] = {}
+    with ThreadPoolExecutor(workers, thread_name_prefix="photo") as pool, ThreadPoolExecutor(1, thread_name_prefix="plan") as stage:
 
-        def decode(number: int) -> None:
-            if number < len(chunks) and number not in decoding:
-                decoding[number] = [pool.submit(load_job, job, settings) for job in chunks[number]]
+        def plan(number: int) -> _Planned:
+            return _plan(chunks[number], settings, store, encoder, collection, force, pool)
 
-        def prepare(number: int) -> _Prepared:
-            decode(number)
-            decode(number + 1)  # the next chunk decodes while this one is looked up and detected
-            loaded = [future.result() for future in decoding.pop(number)]
-            return _prepare(chunks[number], loaded, store, encoder, collection, force, pool)
-
-        pending = stage.submit(prepare, 0) if chunks else None
-        for number in range(1, len(chunks) + 1):
-            prepared = pending.result()  # type: ignore[union-attr]
-            pending = stage.submit(prepare, number) if number < len(chunks) else None
-            _finish(prepared, store, encoder, collection, report, written)
-            log.debug("chunk %d written: %d images so far, %d faces", number, number * CHUNK_IMAGES, report.faces_indexed)
+        ahead = [stage.submit(plan, n) for n in range(min(LOOKAHEAD_CHUNKS, len(chunks)))]
+        for number in range(len(chunks)):
+            planned = ahead.pop(0).result()
+            if number + LOOKAHEAD_CHUNKS < len(chunks):
+                ahead.append(stage.submit(plan, number + LOOKAHEAD_CHUNKS))
+            _finish(planned, store, encoder, collection, report, written)
+            log.debug("chunk %d written: %d images so far, %d faces", number + 1, (number + 1) * CHUNK_IMAGES, report.faces_indexed)
             if progress:
-                progress(len(prepared.chunk))
+                progress(len(planned.chunk))
     if report.faces_indexed:
         store.flush(collection)
     return report
 
 
+@dataclass(frozen=True)
+class PhotoHashes:
+    """A photo without its pixels: all a face row needs of it."""
+
+    sha256: str
+    phash: int
+
+
 @dataclass
-class _Prepared:
-    """One chunk after decoding, the Milvus lookup and face detection (the worker stage's output)."""
+class _Planned:
+    """One chunk after reading, hashing and the Milvus lookup; its new photos decode and detect in the pool."""
 
     chunk: Sequence[IndexJob]
     errors: list[tuple[IndexJob, ImageError]]
-    known: list[tuple[IndexJob, LoadedImage]]  # already in the collection: metadata merge only
-    new: list[tuple[IndexJob, LoadedImage]]  # to embed
-    detections: list[list[Detection]]  # for ``new``
+    known: list[tuple[IndexJob, PhotoHashes]]  # already in the collection: metadata merge only, never decoded
+    new: list[tuple[IndexJob, Future[tuple[LoadedImage, list[Detection]] | ImageError]]]  # to embed
     existing: dict[str, list[FaceRecord]]
 
 
-def _prepare(
+def _decode_and_detect(job: IndexJob, data: bytes, settings: Settings, encoder: FaceEncoder) -> tuple[LoadedImage, list[Detection]] | ImageError:
+    loaded = decode_job(job, data, settings)
+    return loaded if isinstance(loaded, ImageError) else (loaded, encoder.detector.detect(loaded.pixels))
+
+
+def _plan(
     chunk: Sequence[IndexJob],
-    loaded: Sequence[LoadedImage | ImageError],
+    settings: Settings,
     store: FaceStore,
     encoder: FaceEncoder,
     collection: str,
     force: bool,
     pool: ThreadPoolExecutor,
-) -> _Prepared:
-    errors = [(job, item) for job, item in zip(chunk, loaded, strict=True) if isinstance(item, ImageError)]
-    good = [(job, item) for job, item in zip(chunk, loaded, strict=True) if not isinstance(item, ImageError)]
-    existing = store.records_for_images(collection, sorted({img.sha256 for _, img in good}))
-    known = [(job, img) for job, img in good if img.sha256 in existing and not force]
-    new = [(job, img) for job, img in good if img.sha256 not in existing or force]
-    detections = list(pool.map(encoder.detector.detect, [img.image for _, img in new]))  # photos in parallel (inference.streams)
-    return _Prepared(chunk, errors, known, new, detections, existing)
+) -> _Planned:
+    read = [read_job(job, settings) for job in chunk]
+    errors = [(job, item) for job, item in zip(chunk, read, strict=True) if isinstance(item, ImageError)]
+    good = [(job, data, file_sha256(data)) for job, data in zip(chunk, read, strict=True) if isinstance(data, bytes)]
+    existing = store.records_for_images(collection, sorted({sha for _, _, sha in good}))
+    known = [(job, PhotoHashes(sha, existing[sha][0].image_phash)) for job, _, sha in good if sha in existing and not force]
+    new = [(job, pool.submit(_decode_and_detect, job, data, settings, encoder)) for job, data, sha in good if sha not in existing or force]
+    return _Planned(chunk, errors, known, new, existing)
 
 
 def _finish(
-    prepared: _Prepared,
+    planned: _Planned,
     store: FaceStore,
     encoder: FaceEncoder,
     collection: str,
     report: IndexReport,
     written: dict[str, list[FaceRecord]],
 ) -> None:
-    """Embed the chunk's new faces, then write the chunk."""
-    images = [img for _, img in prepared.new]
-    faces_per_image = encoder.encode_detections([i.image for i in images], prepared.detections, [i.scale for i in images])
-    new = [(job, img, faces) for (job, img), faces in zip(prepared.new, faces_per_image, strict=True)]
-    write_chunk(ChunkFaces(prepared.errors, prepared.known, new, prepared.existing), store, encoder.encoder_id, collection, report, written)
+    """Wait for the chunk's photos, embed their faces in one batch, then write the chunk."""
+    errors = list(planned.errors)
+    done: list[tuple[IndexJob, LoadedImage, list[Detection]]] = []
+    for job, future in planned.new:
+        result = future.result()
+        if isinstance(result, ImageError):
+            errors.append((job, result))
+        else:
+            done.append((job, *result))
+    images = [img for _, img, _ in done]
+    faces_per_image = encoder.encode_detections([i.pixels for i in images], [d for _, _, d in done], [i.scale for i in images])
+    new = [(job, img, faces) for (job, img, _), faces in zip(done, faces_per_image, strict=True)]
+    write_chunk(ChunkFaces(errors, planned.known, new, planned.existing), store, encoder.encoder_id, collection, report, written)
 
 
 @dataclass

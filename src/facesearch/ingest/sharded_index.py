@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +25,7 @@ from facesearch.ingest.indexer import (
     ChunkFaces,
     IndexJob,
     IndexReport,
+    PhotoHashes,
     ProgressFn,
     canonical_path,
     load_job,
@@ -40,14 +40,6 @@ from facesearch.store import FaceRecord, FaceStore
 log = logging.getLogger(__name__)
 
 RunShards = Callable[[EmbedPlan, Settings], EmbedReport]
-
-
-@dataclass(frozen=True)
-class PhotoHashes:
-    """A decoded photo without its pixels: all a face row needs of it."""
-
-    sha256: str
-    phash: int
 
 
 def worker_settings(settings: Settings, encoder_id: str) -> Settings:

@@ -12,9 +12,9 @@ from abc import abstractmethod
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageOps
 
 from facesearch.models.base import InferenceModel
+from facesearch.models.pictures import Picture, pad_border, resize_to_fit, rgb_array
 from facesearch.settings import DetectionSettings
 
 log = logging.getLogger(__name__)
@@ -45,16 +45,6 @@ class RawDetections:
         return RawDetections(np.zeros((0, 4)), np.zeros((0,)), np.zeros((0, 5, 2)))
 
 
-def downscale_for_detection(image: Image.Image, max_side: int) -> tuple[Image.Image, float]:
-    """Return (image no larger than ``max_side``, scale factor applied)."""
-    longest = max(image.size)
-    if longest <= max_side:
-        return image, 1.0
-    scale = max_side / longest
-    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-    return image.resize(size, Image.Resampling.BOX), scale  # area average: antialiased, 1.5x faster than bilinear, scale
-
-
 class FaceDetector(InferenceModel):
     """An image in, ``list[Detection]`` in original pixels out, left to right."""
 
@@ -68,18 +58,18 @@ class FaceDetector(InferenceModel):
         """Detections scoring below this are dropped."""
 
     @abstractmethod
-    def _raw_detect(self, image: Image.Image) -> RawDetections:
-        """Faces on ``image`` as given (already downscaled), in its pixels."""
+    def _raw_detect(self, pixels: np.ndarray) -> RawDetections:
+        """Faces on the RGB array as given (already downscaled), in its pixels."""
 
     @property
     def retry_max_side(self) -> int:
         """Longest side of the bordered copy the close-up retry runs on."""
         return self.settings.max_side
 
-    def _predict(self, image: Image.Image) -> list[Detection]:
+    def _predict(self, image: Picture) -> list[Detection]:
         return self.detect(image)
 
-    def detect(self, image: Image.Image) -> list[Detection]:
+    def detect(self, image: Picture) -> list[Detection]:
         """Faces in ``image`` (original pixels), left to right.
 
         A face that fills the frame (a close-up cropped to the face) is missed by detectors whose smallest
@@ -88,19 +78,21 @@ class FaceDetector(InferenceModel):
         false positive).
         """
         self.load()
-        detections = self._detect(image, self.settings.max_side)
+        pixels = rgb_array(image)
+        size = (pixels.shape[1], pixels.shape[0])
+        detections = self._detect(pixels, self.settings.max_side)
         if detections or not self.settings.retry_padded:
             return detections
-        pad = max(1, round(max(image.size) * PAD_FRACTION))
-        padded = self._detect(ImageOps.expand(image.convert("RGB"), border=pad, fill=PAD_GREY), self.retry_max_side)
-        min_side = CLOSE_UP_MIN_SIDE * min(image.size)
+        pad = max(1, round(max(size) * PAD_FRACTION))
+        padded = self._detect(pad_border(pixels, pad, PAD_GREY), self.retry_max_side)
+        min_side = CLOSE_UP_MIN_SIDE * min(size)
         close_ups = [d for d in padded if min(d.bbox[2] - d.bbox[0], d.bbox[3] - d.bbox[1]) >= min_side]
         if close_ups:
             log.debug("found %d close-up face(s) only with a %d px border", len(close_ups), pad)
-        return [_shift(d, -pad, image.size) for d in close_ups]
+        return [_shift(d, -pad, size) for d in close_ups]
 
-    def _detect(self, image: Image.Image, max_side: int) -> list[Detection]:
-        small, scale = downscale_for_detection(image, max_side)
+    def _detect(self, pixels: np.ndarray, max_side: int) -> list[Detection]:
+        small, scale = resize_to_fit(pixels, max_side)
         raw = self._raw_detect(small)
         if len(raw.scores) == 0:
             return []
@@ -111,7 +103,7 @@ class FaceDetector(InferenceModel):
         if len(keep) > self.settings.max_faces_per_image:
             log.warning("keeping the %d most confident of %d faces", self.settings.max_faces_per_image, len(keep))
             keep = keep[np.argsort(-probs[keep], kind="stable")[: self.settings.max_faces_per_image]]
-        width, height = image.size
+        height, width = pixels.shape[:2]
         detections = [
             Detection(
                 bbox=_clip_box(boxes[i], width, height),

@@ -41,7 +41,8 @@ class MtcnnDetector(FaceDetector):
             post_process=False,
         )
 
-    def _raw_detect(self, image: Image.Image) -> RawDetections:
+    def _raw_detect(self, pixels: np.ndarray) -> RawDetections:
+        image = Image.fromarray(pixels)  # facenet-pytorch's preprocessing takes Pillow images
         if min(image.size) < self.settings.min_face_size:  # no pyramid level fits: facenet-pytorch would fail in torch.cat
             return RawDetections.empty()
         boxes, probs, points = self._mtcnn.detect(image, landmarks=True)

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-from PIL import Image
 
 from facesearch.models.base import packaged_file
 from facesearch.models.detectors.base import FaceDetector, RawDetections
@@ -39,17 +38,13 @@ def weights_path() -> Path:
     return packaged_file(WEIGHTS_PACKAGE, WEIGHTS_FILE, WEIGHTS_SHA256, WEIGHTS_PIN)
 
 
-def to_bgr(image: Image.Image) -> np.ndarray:
-    return np.ascontiguousarray(np.asarray(image.convert("RGB"))[:, :, ::-1])
+def network_input(pixels: np.ndarray) -> np.ndarray:
+    """1x3xHxW float32 BGR 0..255 of an RGB array, zero-padded to multiples of 32 (what FaceDetectorYN feeds the network)."""
+    import cv2
 
-
-def network_input(image: Image.Image) -> np.ndarray:
-    """1x3xHxW float32 BGR 0..255, zero-padded to multiples of 32 (what FaceDetectorYN feeds the network)."""
-    rgb = np.asarray(image.convert("RGB"))
-    height, width = rgb.shape[:2]
-    blob = np.zeros((1, 3, -(-height // PAD_TO) * PAD_TO, -(-width // PAD_TO) * PAD_TO), dtype=np.float32)
-    blob[0, :, :height, :width] = rgb.transpose(2, 0, 1)[::-1]
-    return blob
+    height, width = pixels.shape[:2]
+    padded = cv2.copyMakeBorder(pixels, 0, -height % PAD_TO, 0, -width % PAD_TO, cv2.BORDER_CONSTANT, value=(0, 0, 0))
+    return cv2.dnn.blobFromImage(padded, swapRB=True)
 
 
 def decode_yunet(outputs: list[np.ndarray], input_hw: tuple[int, int], min_score: float) -> RawDetections:
@@ -77,7 +72,6 @@ def decode_yunet(outputs: list[np.ndarray], input_hw: tuple[int, int], min_score
     xyxy = xywh[kept].copy()
     xyxy[:, 2:] += xyxy[:, :2]
     return RawDetections(xyxy, score[kept], landmarks[kept])
-
 
 
 class YuNetDetector(FaceDetector):
@@ -121,11 +115,11 @@ class YuNetDetector(FaceDetector):
             self._local.detector = detector
         return detector
 
-    def _raw_detect(self, image: Image.Image) -> RawDetections:
+    def _raw_detect(self, pixels: np.ndarray) -> RawDetections:
         if self._runner is not None:
-            blob = network_input(image)
+            blob = network_input(pixels)
             return decode_yunet(self._runner.run(blob), blob.shape[2:], min(0.5, self.min_score))
-        bgr = to_bgr(image)
+        bgr = np.ascontiguousarray(pixels[:, :, ::-1])
         detector = self._detector()
         detector.setInputSize((bgr.shape[1], bgr.shape[0]))
         _, faces = detector.detect(bgr)

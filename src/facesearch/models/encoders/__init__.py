@@ -24,8 +24,16 @@ PAIRED_DETECTOR = {"sface": "yunet", "facenet": "mtcnn", "dlib": "mtcnn"}
 TORCH_MODELS = {"mtcnn", "facenet"}
 
 __all__ = [
-    "BACKEND_ENCODER_IDS", "ENCODER_DIMS", "Face", "FaceEncoder", "backend_for", "build_detector", "build_encoder",
-    "detector_name", "l2_normalise", "min_detection_score",
+    "BACKEND_ENCODER_IDS",
+    "ENCODER_DIMS",
+    "Face",
+    "FaceEncoder",
+    "backend_for",
+    "build_detector",
+    "build_encoder",
+    "detector_name",
+    "l2_normalise",
+    "min_detection_score",
 ]
 
 
@@ -69,10 +77,7 @@ def resolve_device(requested: str) -> str:
     if requested.startswith("cuda"):
         index = int(requested.partition(":")[2] or 0)
         if not torch.cuda.is_available() or index >= torch.cuda.device_count():
-            raise ConfigError(
-                f"encoder.device: {requested!r} but torch sees {torch.cuda.device_count()} CUDA device(s); "
-                "use encoder.device=cpu or auto"
-            )
+            raise ConfigError(f"encoder.device: {requested!r} but torch sees {torch.cuda.device_count()} CUDA device(s); use encoder.device=cpu or auto")
     return requested
 
 

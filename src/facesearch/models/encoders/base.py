@@ -13,19 +13,21 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
-from PIL import Image
 
 from facesearch.models.base import InferenceModel
 from facesearch.models.detectors.base import BBox, Detection, FaceDetector
+from facesearch.models.pictures import Picture
 
 log = logging.getLogger(__name__)
 
 
 class ScaledImage(Protocol):
-    """A decoded photo (``ingest.images.LoadedImage``): pixels, and their size relative to the original."""
+    """A decoded photo (``ingest.images.LoadedImage``): RGB pixels, and their size relative to the original."""
 
-    image: Image.Image
-    scale: float
+    @property
+    def pixels(self) -> np.ndarray: ...
+    @property
+    def scale(self) -> float: ...
 
 
 @dataclass(frozen=True)
@@ -59,10 +61,10 @@ class FaceEncoder(InferenceModel):
         self.detector = detector
         self.batch_size = batch_size
 
-    def _predict(self, images: Sequence[Image.Image], scales: Sequence[float] | None = None) -> list[list[Face]]:
+    def _predict(self, images: Sequence[Picture], scales: Sequence[float] | None = None) -> list[list[Face]]:
         return self.encode(images, scales)
 
-    def encode(self, images: Sequence[Image.Image], scales: Sequence[float] | None = None) -> list[list[Face]]:
+    def encode(self, images: Sequence[Picture], scales: Sequence[float] | None = None) -> list[list[Face]]:
         """Faces of each image, in the detector's left-to-right order.
 
         ``scales[i]`` is image i's size relative to the original photo (a reduced decode):
@@ -73,11 +75,9 @@ class FaceEncoder(InferenceModel):
 
     def encode_loaded(self, images: Sequence[ScaledImage]) -> list[list[Face]]:
         """:meth:`encode` for decoded photos, boxes in the photos' own pixels."""
-        return self.encode([i.image for i in images], [i.scale for i in images])
+        return self.encode([i.pixels for i in images], [i.scale for i in images])
 
-    def encode_detections(
-        self, images: Sequence[Image.Image], detections: Sequence[list[Detection]], scales: Sequence[float] | None = None
-    ) -> list[list[Face]]:
+    def encode_detections(self, images: Sequence[Picture], detections: Sequence[list[Detection]], scales: Sequence[float] | None = None) -> list[list[Face]]:
         self.load()
         crops: list[Any] = []
         for image, dets in zip(images, detections, strict=True):
@@ -110,7 +110,7 @@ class FaceEncoder(InferenceModel):
         return l2_normalise(np.concatenate(chunks, axis=0))
 
     @abstractmethod
-    def _crops(self, image: Image.Image, detections: list[Detection]) -> list[Any]:
+    def _crops(self, image: Picture, detections: list[Detection]) -> list[Any]:
         """Aligned crops for the detected faces of one image, in order."""
 
     @abstractmethod

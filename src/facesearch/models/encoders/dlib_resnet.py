@@ -6,10 +6,10 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
-from PIL import Image
 
 from facesearch.models.detectors.base import Detection, FaceDetector
 from facesearch.models.encoders.base import FaceEncoder
+from facesearch.models.pictures import Picture, rgb_array
 
 CHIP_SIZE = 150  # the size dlib's descriptor network was trained on
 CHIP_PADDING = 0.25
@@ -37,8 +37,8 @@ class DlibResNetEncoder(FaceEncoder):
         self._shape_predictor = dlib.shape_predictor(models.pose_predictor_five_point_model_location())
         self._net = dlib.face_recognition_model_v1(models.face_recognition_model_location())
 
-    def _crops(self, image: Image.Image, detections: list[Detection]) -> list[np.ndarray]:
-        pixels = np.ascontiguousarray(np.asarray(image, dtype=np.uint8))
+    def _crops(self, image: Picture, detections: list[Detection]) -> list[np.ndarray]:
+        pixels = np.ascontiguousarray(rgb_array(image))
         chips = []
         for det in detections:
             x1, y1, x2, y2 = (round(v) for v in det.bbox)

@@ -16,11 +16,11 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from PIL import Image
 
 from facesearch.errors import FaceSearchError, WeightsMissingError
 from facesearch.models.detectors.base import Detection, FaceDetector
 from facesearch.models.encoders.base import FaceEncoder
+from facesearch.models.pictures import Picture, pil_image
 from facesearch.settings import EncoderSettings
 
 log = logging.getLogger(__name__)
@@ -115,8 +115,14 @@ def export_onnx(model: torch.nn.Module, target: Path) -> None:
     try:
         with torch.inference_mode(False), torch.no_grad():
             torch.onnx.export(
-                model.cpu(), torch.zeros(1, 3, CROP_SIZE, CROP_SIZE), str(tmp), input_names=["faces"], output_names=["embeddings"],
-                dynamic_axes={"faces": {0: "n"}, "embeddings": {0: "n"}}, opset_version=17, dynamo=False,
+                model.cpu(),
+                torch.zeros(1, 3, CROP_SIZE, CROP_SIZE),
+                str(tmp),
+                input_names=["faces"],
+                output_names=["embeddings"],
+                dynamic_axes={"faces": {0: "n"}, "embeddings": {0: "n"}},
+                opset_version=17,
+                dynamo=False,
             )
         os.replace(tmp, target)
     finally:
@@ -154,14 +160,12 @@ class FacenetEncoder(FaceEncoder):
             except Exception as exc:  # onnxruntime missing or export failed: torch still works, ~2x slower
                 log.warning("facenet ONNX runtime not available (%s: %s): falling back to torch (slower)", type(exc).__name__, exc)
 
-    def _crops(self, image: Image.Image, detections: list[Detection]) -> list[torch.Tensor]:
+    def _crops(self, picture: Picture, detections: list[Detection]) -> list[torch.Tensor]:
         from facenet_pytorch import fixed_image_standardization
         from facenet_pytorch.models.utils.detect_face import extract_face
 
-        return [
-            fixed_image_standardization(extract_face(image, list(d.bbox), image_size=CROP_SIZE, margin=self.margin))
-            for d in detections
-        ]
+        image = pil_image(picture)
+        return [fixed_image_standardization(extract_face(image, list(d.bbox), image_size=CROP_SIZE, margin=self.margin)) for d in detections]
 
     def _embed_batch(self, crops: Sequence[torch.Tensor]) -> np.ndarray:
         if self._session is not None:

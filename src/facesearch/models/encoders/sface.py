@@ -14,13 +14,13 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
-from PIL import Image
 
 from facesearch.models.base import packaged_file
 from facesearch.models.detectors.base import Detection, FaceDetector
 from facesearch.models.detectors.yunet import WEIGHTS_PACKAGE, WEIGHTS_PIN
 from facesearch.models.encoders.align import align_face
 from facesearch.models.encoders.base import FaceEncoder
+from facesearch.models.pictures import Picture, rgb_array
 from facesearch.models.runtime import GraphRunner, load_graph, resolve_engine
 from facesearch.settings import InferenceSettings
 
@@ -51,9 +51,9 @@ class SFaceEncoder(FaceEncoder):
         else:
             self._runner = load_graph(path, WEIGHTS_SHA256, [0], self.inference, self.inference.threads)
 
-    def _crops(self, image: Image.Image, detections: list[Detection]) -> list[np.ndarray]:
+    def _crops(self, image: Picture, detections: list[Detection]) -> list[np.ndarray]:
         """RGB 112x112 crops (no BGR copy of the whole photo: the network takes RGB)."""
-        rgb = np.asarray(image.convert("RGB") if image.mode != "RGB" else image)
+        rgb = rgb_array(image)
         return [align_face(rgb, d.landmarks) for d in detections]
 
     def _embed_batch(self, crops: Sequence[np.ndarray]) -> np.ndarray:
