@@ -80,8 +80,8 @@ def test_default_path_never_imports_torch(tmp_path: Path):
 def test_alignment_matches_opencv_align_crop(samples: Path):
     """Our similarity alignment is the one SFace was trained with: OpenCV's ``alignCrop`` on the same landmarks."""
     import cv2
-
     import numpy as np
+
     from facesearch.models.encoders.align import align_face
     from facesearch.models.encoders.sface import WEIGHTS_SHA256
 

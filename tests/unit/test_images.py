@@ -152,3 +152,29 @@ def test_reduced_decode_with_exif_rotation_keeps_upright_original_size(johns: Pa
     rotated = decode_image(exif_rotated_jpeg(src), ImageSettings(draft_side=60))
     assert rotated.size == Image.open(src).size
     assert rotated.image.width / rotated.image.height == pytest.approx(rotated.size[0] / rotated.size[1], rel=0.05)
+
+
+def _oriented_jpeg(src: Path, orientation: int, grey: bool = False) -> bytes:
+    img = Image.open(src).convert("L" if grey else "RGB")
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    return jpeg_bytes(img, exif=exif.tobytes())
+
+
+@pytest.mark.parametrize(("orientation", "grey", "draft_side"), [*((o, False, 0) for o in range(1, 9)), (6, True, 0), (8, False, 100)])
+def test_libjpeg_turbo_path_matches_pillow(johns: Path, monkeypatch: pytest.MonkeyPatch, orientation: int, grey: bool, draft_side: int):
+    """JPEGs decode through simplejpeg; the result (pixels, size, hashes) is exactly Pillow's, every EXIF orientation."""
+    from facesearch.ingest import images
+
+    data = _oriented_jpeg(next(johns.glob("*/*.jpg")), orientation, grey)
+    settings = ImageSettings(draft_side=draft_side)
+    pillow_decode = images._pillow_decode
+    with monkeypatch.context() as patch:
+        patch.setattr(images, "_pillow_decode", lambda *a: pytest.fail("the JPEG fell back to Pillow"))
+        fast = decode_image(data, settings)
+    monkeypatch.setattr(images, "TURBO_FORMATS", frozenset())  # Pillow's own decode, the reference
+    assert images._pillow_decode is pillow_decode
+    slow = decode_image(data, settings)
+    assert fast.pixels.shape == slow.pixels.shape and fast.pixels.dtype == np.uint8
+    assert np.array_equal(fast.pixels, slow.pixels)
+    assert (fast.size, fast.scale, fast.sha256, fast.phash) == (slow.size, slow.scale, slow.sha256, slow.phash)
