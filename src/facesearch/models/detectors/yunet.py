@@ -40,11 +40,13 @@ def weights_path() -> Path:
 
 def network_input(pixels: np.ndarray) -> np.ndarray:
     """1x3xHxW float32 BGR 0..255 of an RGB array, zero-padded to multiples of 32 (what FaceDetectorYN feeds the network)."""
-    import cv2
-
     height, width = pixels.shape[:2]
-    padded = cv2.copyMakeBorder(pixels, 0, -height % PAD_TO, 0, -width % PAD_TO, cv2.BORDER_CONSTANT, value=(0, 0, 0))
-    return cv2.dnn.blobFromImage(padded, swapRB=True)
+    blob = np.empty((1, 3, -(-height // PAD_TO) * PAD_TO, -(-width // PAD_TO) * PAD_TO), dtype=np.float32)
+    blob[0, :, height:] = 0
+    blob[0, :, :height, width:] = 0
+    for channel in range(3):  # one plane at a time: half the time of one transposed copy
+        blob[0, channel, :height, :width] = pixels[:, :, 2 - channel]
+    return blob
 
 
 def decode_yunet(outputs: list[np.ndarray], input_hw: tuple[int, int], min_score: float) -> RawDetections:
