@@ -78,3 +78,38 @@ def test_cold_query_commands_import_only_what_they_use(tmp_path: Path, milvus_ta
     no_face, _ = facesearch(tmp_path, milvus_target, "identify", str(samples / "voc_groups" / "dogs.jpg"), "--json")
     assert no_face.returncode == 2 and "no face found" in no_face.stderr and "Traceback" not in no_face.stderr
     assert no_face.stdout == ""
+
+
+def test_connecting_to_lite_opens_no_collection(tmp_path: Path):
+    """Milvus Lite answers list_collections by opening every collection (all its segments): connecting must not ask it.
+
+    A new process, because Lite keeps a collection open for the rest of the process once it has opened it.
+    """
+    uri = str(tmp_path / "milvus" / "faces.db")
+    code = (
+        "import sys\n"
+        "from facesearch.settings import load_settings\n"
+        "from facesearch.store import FaceStore\n"
+        "settings = load_settings(overrides={'milvus': {'uri': sys.argv[1]}})\n"
+        "with FaceStore(settings.milvus) as store:\n"
+        "    for name in sys.argv[2:]:\n"
+        "        store.ensure_collection(name, 8, settings.index)\n"
+        "    print(sorted(store.list_collections()))\n"
+    )
+    made = subprocess.run([sys.executable, "-c", code, uri, "a", "b"], capture_output=True, text=True, timeout=120, cwd=ROOT, check=False)
+    assert made.returncode == 0, made.stderr[-3000:]
+    assert made.stdout.strip() == "['a', 'b']"
+
+    probe = (
+        "import sys\n"
+        "from facesearch.settings import load_settings\n"
+        "from facesearch.store import FaceStore\n"
+        "from milvus_lite.server_manager import server_manager_instance\n"
+        "settings = load_settings(overrides={'milvus': {'uri': sys.argv[1]}})\n"
+        "with FaceStore(settings.milvus) as store:\n"
+        "    (_, db, _), = server_manager_instance._servers.values()\n"  # Lite's open collections (private, but the point)
+        "    print(len(db._collections), store.has_collection('a'))\n"
+    )
+    opened = subprocess.run([sys.executable, "-c", probe, uri], capture_output=True, text=True, timeout=120, cwd=ROOT, check=False)
+    assert opened.returncode == 0, opened.stderr[-3000:]
+    assert opened.stdout.split() == ["0", "True"]

@@ -146,9 +146,16 @@ class StoreConnection:
             uri = str(Path(uri).expanduser())
         attempts = 1 if self.on_lite else None  # a local file: retrying cannot help
 
+        # The probe: list_collections also proves db_name exists; on Lite it opens every collection (all
+        # their segments), so in Lite's default database, which always exists, ask for the version instead.
+        cheap_probe = self.on_lite and not self.settings.db_name
+
         def connect() -> Any:
             client = MilvusClient(uri=uri, token=self.settings.token, db_name=self.settings.db_name, timeout=self.settings.timeout_s)
-            client.list_collections()
+            if cheap_probe:
+                client.get_server_version()
+            else:
+                client.list_collections()
             return client
 
         def fail(exc: Exception, _transient: bool) -> StoreError:
