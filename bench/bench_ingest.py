@@ -12,7 +12,8 @@ Same photos, same run, same machine:
 Quality, per pair, beside speed: VOC faces found (of 43), faces in the 1920-px group photos (22 real),
 false faces on the no-face photo (dogs), close-ups found (495 tight crops of the johns at 3 sizes, per
 detector), leave-one-out top-1 on the johns and the gap between the farthest same-person pair and the
-nearest different-person pair. ``cli_identify_s``: ``facesearch identify`` wall time, cold, in a new process;
+nearest different-person pair. ``cli_identify_s`` / ``cli_stats_s``: ``facesearch identify`` / ``stats`` wall time,
+cold, in a new process;
 ``api_search_p50_ms``: ``POST /search`` of a 1920-px photo through the real app.
 
 InceptionResnetV1 runs with a random-init state_dict of the real architecture: the VGGFace2 weights
@@ -218,18 +219,38 @@ def identity_quality(backend: str, detector: str, weights: Path, work: Path) -> 
 
 def cli_identify_seconds(work: Path) -> float:
     """``facesearch identify`` on one photo, a new process each time (cold), median of 3, default settings."""
+    import subprocess
+
+    env = _cli_env(work)
+    subprocess.run([_cli_exe(), "index", str(SAMPLES / "johns"), "--identity-from-folder"], env=env, check=True, capture_output=True)
+    query = str(next((SAMPLES / "johns" / "John_Simm").glob("*.jpg")))
+    return _cold_median(["identify", query, "--json"], env)
+
+
+def cli_stats_seconds(work: Path) -> float:
+    """``facesearch stats`` on the store ``cli_identify_seconds`` built, cold, median of 3, default settings."""
+    return _cold_median(["stats", "--json"], _cli_env(work))
+
+
+def _cli_env(work: Path) -> dict[str, str]:
     import os
+
+    return {**os.environ, "FACESEARCH__MILVUS__URI": str(work / "cli.db")}
+
+
+def _cli_exe() -> str:
+    return str(Path(sys.executable).parent / "facesearch")
+
+
+def _cold_median(args: list[str], env: dict[str, str], rounds: int = 3) -> float:
+    """Wall seconds of ``facesearch ARGS`` in a new process each time, median of ``rounds``."""
     import statistics
     import subprocess
 
-    env = {**os.environ, "FACESEARCH__MILVUS__URI": str(work / "cli.db")}
-    exe = str(Path(sys.executable).parent / "facesearch")
-    subprocess.run([exe, "index", str(SAMPLES / "johns"), "--identity-from-folder"], env=env, check=True, capture_output=True)
-    query = str(next((SAMPLES / "johns" / "John_Simm").glob("*.jpg")))
     times = []
-    for _ in range(3):
+    for _ in range(rounds):
         started = time.perf_counter()
-        subprocess.run([exe, "identify", query, "--json"], env=env, check=True, capture_output=True)
+        subprocess.run([_cli_exe(), *args], env=env, check=True, capture_output=True)
         times.append(time.perf_counter() - started)
     return round(statistics.median(times), 3)
 
@@ -318,6 +339,7 @@ def run(out: Path, pairs: list[tuple[str, str]] = PAIRS) -> dict[str, Any]:
         "dlib_hog_s_per_photo": results["dlib_hog"]["group_s_per_photo"],
         "dlib_hog_faces_found": results["dlib_hog"]["voc_faces_found"],
         "cli_identify_s": cli_identify_seconds(work),
+        "cli_stats_s": cli_stats_seconds(work),
     }
     summary.update(api_search_ms(work))
     doc = {

@@ -6,7 +6,7 @@ One module per command group registers its commands on the shared app (``cli.com
 
 from __future__ import annotations
 
-from facesearch.cli import ingest, pipeline, plan, query  # noqa: F401, I001  (importing registers their commands, in help order)
+from facesearch.cli import ingest, lean_exit, pipeline, plan, query  # noqa: F401  (importing registers their commands, in help order)
 from facesearch.cli.common import app
 from facesearch.cli.dataset import dataset_app
 from facesearch.cli.people import people_app
@@ -20,7 +20,13 @@ __all__ = ["app", "main"]
 
 
 def main() -> None:
-    app()
+    """The ``facesearch`` command. A read-only command that asked for it ends without the interpreter's teardown."""
+    try:
+        app()
+    except SystemExit as exc:  # typer ends every run with sys.exit
+        if lean_exit.requested():
+            lean_exit.finish(exc.code)
+        raise
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from facesearch.cli import lean_exit
 from facesearch.cli.common import JsonOpt, app, emit, progress_bar, run_command, stdout
 from facesearch.settings import Settings
 
@@ -24,6 +25,7 @@ def search(
     def body(settings: Settings) -> None:
         from facesearch.serve.query import search_image
 
+        lean_exit.request()
         emit(search_image(settings, image, k), as_json, _render_search)
 
     run_command(ctx, body)
@@ -50,6 +52,7 @@ def identify(
     def body(settings: Settings) -> None:
         from facesearch.serve.query import identify_image
 
+        lean_exit.request()
         emit(identify_image(settings, image, threshold), as_json, _render_identify)
 
     run_command(ctx, body)
@@ -115,6 +118,7 @@ def stats(ctx: typer.Context, as_json: JsonOpt = False) -> None:
         from facesearch.serve.admin import collection_stats
         from facesearch.store import FaceStore
 
+        lean_exit.request()
         with FaceStore(settings.milvus) as store:
             doc = collection_stats(store, store.resolve(settings.milvus.alias))
         emit(doc, as_json, lambda d: stdout.print_json(data=d))

@@ -5,12 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from facesearch.ingest.indexer import canonical_path
 from facesearch.store import FaceRecord, FaceStore, quote
 
 
 def delete_image(store: FaceStore, collection: str, path: Path | str) -> dict[str, int]:
     """Forget one path. Rows are deleted when no other path holds the same bytes."""
+    from facesearch.ingest.indexer import canonical_path  # here: `stats` need not import the ingest stack
+
     target = canonical_path(Path(path))
     records = store.records(collection, f"array_contains(image_paths, {quote(target)})")
     doomed = [r.id for r in records if set(r.image_paths) <= {target}]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -74,6 +75,23 @@ def quiet_pymilvus_logging() -> None:
         logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
+def skip_scipy_sparse_probe() -> None:
+    """Spare the first search pymilvus' import of ``scipy.sparse`` (0.2 s cold).
+
+    pymilvus imports ``scipy.sparse`` on its first search only to ask whether the query vectors are a
+    scipy sparse matrix. Ours never are (dense float lists), and none can exist before ``scipy.sparse``
+    is imported; so while it is not, tell pymilvus' probe that it has checked and found no scipy.
+    """
+    if "scipy.sparse" in sys.modules:
+        return
+    try:
+        from pymilvus.client.utils import SciPyHelper
+    except ImportError:  # a pymilvus without the probe: nothing to skip
+        return
+    if not getattr(SciPyHelper, "_checked", True):
+        SciPyHelper._checked = True  # its _matrix_available / _array_available stay False
+
+
 def lite_dir_locked(data_dir: Path) -> bool:
     """True when another process holds Milvus Lite's flock on ``data_dir/LOCK``."""
     import fcntl
@@ -117,6 +135,7 @@ class StoreConnection:
         from pymilvus import MilvusClient
 
         quiet_pymilvus_logging()
+        skip_scipy_sparse_probe()
         uri = self.settings.uri
         if self.settings.is_local_lite and (moved := server_uri_for(uri)) is not None:
             self.uri = uri = moved
@@ -127,9 +146,16 @@ class StoreConnection:
             uri = str(Path(uri).expanduser())
         attempts = 1 if self.on_lite else None  # a local file: retrying cannot help
 
+        # The probe: list_collections also proves db_name exists; on Lite it opens every collection (all
+        # their segments), so in Lite's default database, which always exists, ask for the version instead.
+        cheap_probe = self.on_lite and not self.settings.db_name
+
         def connect() -> Any:
             client = MilvusClient(uri=uri, token=self.settings.token, db_name=self.settings.db_name, timeout=self.settings.timeout_s)
-            client.list_collections()
+            if cheap_probe:
+                client.get_server_version()
+            else:
+                client.list_collections()
             return client
 
         def fail(exc: Exception, _transient: bool) -> StoreError:
