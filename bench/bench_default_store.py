@@ -41,6 +41,18 @@ def timed_search(store: Any, name: str, queries: np.ndarray, k: int, nprobe: int
     return {**percentiles(ms), "found": found}
 
 
+def ids_only_search(store: Any, name: str, queries: np.ndarray, k: int, nprobe: int) -> dict[str, float]:
+    """The same searches returning ids and distances only: what the engine costs without fetching the hits' fields."""
+    for q in queries[:10]:
+        store.neighbour_ids(name, q[None], k, nprobe)
+    ms = []
+    for q in queries:
+        t0 = time.perf_counter()
+        store.neighbour_ids(name, q[None], k, nprobe)
+        ms.append((time.perf_counter() - t0) * 1000)
+    return percentiles(ms)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--faces", type=int, default=100_000)
@@ -85,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
             out["backend_after_move"] = "milvus-lite" if store.on_lite else "milvus-server"
             served = timed_search(store, store.resolve(settings.alias), data["queries"], 10, args.nprobe)
             out["default_after_move"] = {k: v for k, v in served.items() if k != "found"} | {"recall_at_10": recall_at_k(served.pop("found"), truth, 10)}
+            out["ids_only_after_move"] = ids_only_search(store, store.resolve(settings.alias), data["queries"], 10, args.nprobe)
         print(f"moved in {out['move_s']} s; default store after the move: {out['default_after_move']}", flush=True)
     finally:
         LocalMilvusServer(settings.server_dir).stop()

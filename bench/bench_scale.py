@@ -61,7 +61,8 @@ def timed_embed(images: Path, work: Path, overrides: dict[str, Any]) -> dict[str
     report = embed_on_dask(plan, settings) if settings.compute.dask_address else embed_in_process(plan, settings)
     elapsed = time.perf_counter() - started
     return {"images": report.images_embedded, "faces": report.faces_new, "shards": len(plan.shards), "seconds": round(elapsed, 2),
-            "images_per_s": round(report.images_embedded / elapsed, 3), "steady_images_per_s": report.steady_images_per_s}
+            "images_per_s": round(report.images_embedded / elapsed, 3), "steady_images_per_s": report.steady_images_per_s,
+            "cpu_s_per_image": report.cpu_s_per_image}
 
 
 def run(out: Path, copies: int, shard_images: int) -> dict[str, Any]:

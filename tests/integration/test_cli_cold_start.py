@@ -24,6 +24,7 @@ NO_MODELS = ["cv2", "openvino", "PIL", "facesearch.models.encoders", "facesearch
 
 # The real entry point (facesearch.cli:main), plus an atexit hook that records the modules the command
 # imported; registered first, it runs last: after the command's own exit handlers.
+NO_FORK = "import facesearch.serve.forked_embed as forked; forked.fork_is_safe = lambda: False\n"  # the thread path
 WRAPPER = (
     "import atexit, json, sys\n"
     "watch, out = json.loads(sys.argv.pop(1)), sys.argv.pop(1)\n"
@@ -34,14 +35,16 @@ WRAPPER = (
 )
 
 
-def facesearch(tmp_path: Path, target: dict[str, str], *args: str, watch: list[str] | None = None) -> tuple[subprocess.CompletedProcess, list[str]]:
+def facesearch(
+    tmp_path: Path, target: dict[str, str], *args: str, watch: list[str] | None = None, env: dict[str, str] | None = None, prelude: str = ""
+) -> tuple[subprocess.CompletedProcess, list[str]]:
     """Run ``facesearch ARGS`` in a new process; returns it and which of ``watch`` it had imported at exit."""
-    env = {**os.environ, "FACESEARCH__MILVUS__URI": target["uri"], "FACESEARCH__MILVUS__DB_NAME": target["db_name"]}
+    env = {**os.environ, **(env or {}), "FACESEARCH__MILVUS__URI": target["uri"], "FACESEARCH__MILVUS__DB_NAME": target["db_name"]}
     env["FACESEARCH__MILVUS__SEARCH_CONSISTENCY"] = "Strong"  # searched right after the index process wrote
     record = tmp_path / "imported.json"
     record.unlink(missing_ok=True)
     proc = subprocess.run(
-        [sys.executable, "-c", WRAPPER, json.dumps(watch or []), str(record), *args],
+        [sys.executable, "-c", prelude + WRAPPER, json.dumps(watch or []), str(record), *args],
         capture_output=True,
         text=True,
         timeout=300,
@@ -68,6 +71,14 @@ def test_cold_query_commands_import_only_what_they_use(tmp_path: Path, milvus_ta
     assert identify.returncode == 0, identify.stderr[-3000:]
     assert [f["identity"] for f in json.loads(identify.stdout)["faces"]] == ["John_Simm"]
     assert imported == []
+    # the embedding ran in a forked child (a fresh process has one thread); its answer is this process's (a thread)
+    forked, _ = facesearch(tmp_path, milvus_target, "identify", str(query), "--json", env={"FACESEARCH__LOGGING__LEVEL": "DEBUG"})
+    assert "embedding the query in forked child" in " ".join(forked.stderr.split()), forked.stderr[-3000:]  # rich wraps lines
+    threaded, _ = facesearch(tmp_path, milvus_target, "identify", str(query), "--json", prelude=NO_FORK, env={"FACESEARCH__LOGGING__LEVEL": "DEBUG"})
+    assert threaded.returncode == 0 and "forked child" not in " ".join(threaded.stderr.split()), threaded.stderr[-3000:]
+    here, there = json.loads(threaded.stdout)["faces"], json.loads(forked.stdout)["faces"]
+    assert [(f["identity"], f["bbox"]) for f in here] == [(f["identity"], f["bbox"]) for f in there]
+    assert here[0]["distance"] == pytest.approx(there[0]["distance"], abs=1e-4)
 
     stats, imported = facesearch(tmp_path, milvus_target, "stats", "--json", watch=NEVER + NO_MODELS)
     assert stats.returncode == 0, stats.stderr[-3000:]

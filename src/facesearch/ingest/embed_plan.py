@@ -46,9 +46,16 @@ def embed_report(plan: EmbedPlan, results: list[ShardResult], workers: str = "in
         shards=len(embedded),
         workers=workers,
         steady_images_per_s=round(rate, 3) if (rate := steady_images_per_s(results)) else None,
+        cpu_s_per_image=round(sum(r.cpu_s for r in embedded) / images, 4) if (images := sum(r.images for r in embedded)) else None,
     )
-    log.info("embeddings: %d new images (%d faces) in %d shard(s) on %s, %d reused from cache",
-             report.images_embedded, report.faces_new, report.shards, workers, report.images_reused)
+    log.info(
+        "embeddings: %d new images (%d faces) in %d shard(s) on %s, %d reused from cache",
+        report.images_embedded,
+        report.faces_new,
+        report.shards,
+        workers,
+        report.images_reused,
+    )
     return report
 
 

@@ -50,6 +50,7 @@ class EmbedReport:
     shards: int = 0  # shards embedded in this run
     workers: str = "in-process"  # or the Dask scheduler address
     steady_images_per_s: float | None = None  # once every worker had its models loaded
+    cpu_s_per_image: float | None = None  # CPU seconds (all threads) the workers spent per embedded image
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -47,6 +47,7 @@ class ShardResult:
     worker: str  # host:pid that did the work
     started_at: float = 0.0  # wall clock (time.time()) on the worker, for throughput once the workers run
     finished_at: float = 0.0
+    cpu_s: float = 0.0  # the worker process's CPU time (every thread) while it embedded the shard
 
 
 def encoder_id_for(settings: Settings) -> str:
@@ -72,10 +73,12 @@ def process_encoder(settings: Settings, threads: int = 0) -> FaceEncoder:
     key = (settings.fingerprint(), settings.encoder.batch_size, backend, threads)  # batch_size is not in the fingerprint
     if key not in _ENCODERS:
         if threads:
-            settings = settings.model_copy(update={
-                "encoder": settings.encoder.model_copy(update={"num_threads": threads}),
-                "inference": settings.inference.model_copy(update={"threads": threads, "streams": 1}),
-            })
+            settings = settings.model_copy(
+                update={
+                    "encoder": settings.encoder.model_copy(update={"num_threads": threads}),
+                    "inference": settings.inference.model_copy(update={"threads": threads, "streams": 1}),
+                }
+            )
             _limit_threads(threads)
         encoder = build_encoder(settings, backend)
         encoder.load()
@@ -101,18 +104,19 @@ def embed_shard(shard: Shard, settings: Settings, threads: int = 0) -> ShardResu
     if cache.has_part(shard.key):
         return ShardResult(shard.key, 0, 0, 0, True, worker)
     encoder = process_encoder(settings, threads)
-    started = time.time()
-    loaded = _load_images(shard, settings)
+    started, cpu = time.time(), time.process_time()
+    loaded = _load_images(shard, settings, threads or settings.images.load_workers)
     good = [img for img in loaded if isinstance(img, LoadedImage)]
     image_rows, faces_out = [], []
     for image, faces in zip(good, encoder.encode_loaded(good), strict=True):
         image_rows.append({"image_sha256": image.sha256, "n_faces": len(faces), "width": image.size[0], "height": image.size[1]})
         faces_out += face_rows(image.sha256, faces)
     cache.append(image_rows, faces_out, tag=shard.key)
-    return ShardResult(shard.key, len(image_rows), len(faces_out), len(loaded) - len(good), False, worker, started, time.time())
+    return ShardResult(shard.key, len(image_rows), len(faces_out), len(loaded) - len(good), False, worker, started, time.time(), time.process_time() - cpu)
 
 
-def _load_images(shard: Shard, settings: Settings) -> list[LoadedImage | ImageError]:
+def _load_images(shard: Shard, settings: Settings, threads: int) -> list[LoadedImage | ImageError]:
+    """Decode the shard's photos on ``threads`` threads: a worker limited to N threads decodes on N too."""
     root = Path(settings.paths.images_dir)
 
     def load(path: str) -> LoadedImage | ImageError:
@@ -122,7 +126,7 @@ def _load_images(shard: Shard, settings: Settings) -> list[LoadedImage | ImageEr
             log.warning("cannot embed %s: %s", path, exc)
             return exc
 
-    with ThreadPoolExecutor(settings.images.load_workers, thread_name_prefix="decode") as pool:
+    with ThreadPoolExecutor(threads, thread_name_prefix="decode") as pool:
         return list(pool.map(load, shard.paths))
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 from facesearch.errors import FaceSearchError
 from facesearch.ingest.images import LoadedImage, load_image
 from facesearch.models.encoders import Face, FaceEncoder, build_encoder
+from facesearch.serve.forked_embed import embed_aside
 from facesearch.serve.identify import identify_faces, identify_json, identity_threshold
 from facesearch.serve.search import query_faces, search_faces, search_json
 from facesearch.serve.serving import encoder_for_collection, encoder_for_store, serving_collection
@@ -31,7 +31,7 @@ from facesearch.store.registry import serving_search_params
 class EmbeddedQuery:
     """A query photo already run through one encoder (``faces``), or the error that run gave (no face)."""
 
-    encoder: FaceEncoder
+    encoder_id: str
     faces: list[Face] | None
     error: FaceSearchError | None = None
 
@@ -65,12 +65,8 @@ class QueryService:
         self._encoder_ids[collection] = encoder_id
         return self._encoder(encoder_id, lambda: encoder_for_collection(self.settings, collection, encoder_id))
 
-    def adopt(self, encoder: FaceEncoder) -> None:
-        """Serve collections made by ``encoder.encoder_id`` with this (already loaded) encoder."""
-        self._encoders.setdefault(encoder.encoder_id, encoder)
-
     def _faces(self, encoder: FaceEncoder, image: LoadedImage, embedded: EmbeddedQuery | None) -> list[Face]:
-        if embedded is not None and embedded.encoder is encoder:  # same model: its answer (or its NoFaceError) stands
+        if embedded is not None and embedded.encoder_id == encoder.encoder_id:  # same model: its answer (or its NoFaceError) stands
             if embedded.error is not None:
                 raise embedded.error
             assert embedded.faces is not None
@@ -106,9 +102,7 @@ class QueryService:
         threshold = self.settings.identify.thresholds.get(encoder.encoder_id)  # the one identify and people use
         return search_json(label or str(image.path), results, threshold)
 
-    def identify(
-        self, image: LoadedImage, threshold: float | None = None, label: str | None = None, embedded: EmbeddedQuery | None = None
-    ) -> dict[str, Any]:
+    def identify(self, image: LoadedImage, threshold: float | None = None, label: str | None = None, embedded: EmbeddedQuery | None = None) -> dict[str, Any]:
         collection, params = self.serving()
         encoder = self.encoder_for(collection)
         faces = self._faces(encoder, image, embedded)
@@ -131,28 +125,22 @@ def embed_configured(settings: Settings, image: LoadedImage) -> EmbeddedQuery:
     encoder = build_encoder(for_queries(settings))
     encoder.load()
     try:
-        return EmbeddedQuery(encoder, query_faces(encoder, image))
+        return EmbeddedQuery(encoder.encoder_id, query_faces(encoder, image))
     except FaceSearchError as exc:
-        return EmbeddedQuery(encoder, None, exc)
+        return EmbeddedQuery(encoder.encoder_id, None, exc)
 
 
 def _one_shot(settings: Settings, image: str | Path, run: Callable[[QueryService, LoadedImage, EmbeddedQuery | None], dict[str, Any]]) -> dict[str, Any]:
-    """A cold CLI query: the models load and embed the photo while the Milvus connection opens (about 1.5 s each here).
+    """A cold CLI query: the models load and embed the photo while the Milvus connection opens.
 
-    The result is used only when the serving collection was made by that same encoder; otherwise the
-    service loads the collection's own encoder, as it always does.
+    Both halves are mostly imports, which hold the GIL: in a fresh single-threaded process the embedding runs
+    in a forked child, on the other core (:mod:`facesearch.serve.forked_embed`); elsewhere in a thread. The
+    result is used only when the serving collection was made by that same encoder; otherwise the service
+    loads the collection's own encoder, as it always does.
     """
     loaded = load_image(Path(image), settings.images)
-    with ThreadPoolExecutor(1, thread_name_prefix="warm-models") as pool:
-        warm = pool.submit(embed_configured, settings, loaded)
-        with QueryService(settings) as service:
-            try:
-                embedded: EmbeddedQuery | None = warm.result()
-            except FaceSearchError:  # the configured encoder cannot load here: the collection's own one may
-                embedded = None
-            if embedded is not None:
-                service.adopt(embedded.encoder)
-            return run(service, loaded, embedded)
+    with embed_aside(lambda: embed_configured(settings, loaded)) as pending, QueryService(settings) as service:
+        return run(service, loaded, pending.result())
 
 
 def search_image(settings: Settings, image: str | Path, k: int | None = None) -> dict[str, Any]:
