@@ -42,7 +42,7 @@ test: $(STAMP)
 # 1M on Lite/faiss/numpy. The Lite server mode and 1M on the standalone (20 min alone) are in bench/README.md.
 bench: $(STAMP)
 	$(BIN)/python bench/bench_ingest.py --out bench/results/ingest.json
-	$(BIN)/python bench/bench_scale.py --copies 16 --shard-images 8 --out bench/results/scale.json
+	$(BIN)/python bench/bench_scale.py --copies 64 --shard-images 32 --out bench/results/scale.json
 	$(BIN)/python bench/bench_default_store.py --faces 100000 --out bench/results/default_store.json
 	$(BIN)/python bench/bench_search.py --sizes 10000 100000 --dim 128 --backends lite standalone faiss numpy \
 		--out bench/results/search.json

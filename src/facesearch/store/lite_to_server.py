@@ -49,6 +49,11 @@ def _index_like(source: Any, target: Any, name: str) -> Any:
 def copy_collection(source: FaceStore, target: FaceStore, name: str, batch_size: int = 2000) -> int:
     """Create ``name`` on the target like on the source (schema, index), upsert every row; returns rows copied."""
     described = source.client.describe_collection(name)
+    # A fresh copy is inserted: an upsert is a delete + insert on Milvus 2.3, and 100k delete records on an empty
+    # collection are filtered on every search until compaction (~3x the p50 at 100k). An earlier, interrupted
+    # move left rows: those are upserted (by primary key), so nothing is duplicated.
+    resume = target.client.has_collection(name) and target.count(name) > 0
+    write = target.client.upsert if resume else target.client.insert
     if not target.client.has_collection(name):
         target.client.create_collection(
             name,
@@ -59,7 +64,7 @@ def copy_collection(source: FaceStore, target: FaceStore, name: str, batch_size:
     fields = [f["name"] for f in described["fields"]]
     copied = 0
     for rows in source.iter_rows(name, fields, batch_size=batch_size):
-        target.client.upsert(name, rows)
+        write(name, rows)
         copied += len(rows)
     target.client.flush(name)
     target.wait_for_index(name)
