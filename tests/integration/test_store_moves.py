@@ -58,6 +58,14 @@ def test_lite_store_moves_to_the_standalone_and_answers_the_same(tmp_path: Path,
         assert code == 0, err
         assert _hits(after) == _hits(before)
 
+        # a move killed after copying but before its marker is written is done again: the rows already on the
+        # server are upserted by primary key (a fresh copy is inserted), so none is duplicated
+        marker_path(str(lite)).unlink()
+        code, out, err = _cli(lite, server_dir, faces, "index", str(johns), "--identity-from-folder", "--json")
+        assert code == 0 and json.loads(out)["store_moved_to_server"] == str(server_dir.resolve()), err
+        code, out, err = _cli(lite, server_dir, faces, "stats", "--json")
+        assert json.loads(out)["backend"] == "milvus-server" and json.loads(out)["faces"] == faces, err
+
         # re-running index on the server is idempotent: nothing re-embedded, no duplicate rows
         code, out, err = _cli(lite, server_dir, faces, "index", str(johns), "--identity-from-folder", "--json")
         assert code == 0 and json.loads(out)["images_indexed"] == 0, err
