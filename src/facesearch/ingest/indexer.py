@@ -227,7 +227,10 @@ class _Planned:
 
 def _decode_and_detect(job: IndexJob, data: bytes, settings: Settings, encoder: FaceEncoder) -> tuple[LoadedImage, list[Detection]] | ImageError:
     loaded = decode_job(job, data, settings)
-    return loaded if isinstance(loaded, ImageError) else (loaded, encoder.detector.detect(loaded.pixels))
+    if isinstance(loaded, ImageError):
+        return loaded
+    loaded.phash  # noqa: B018  (computed here, in the pool, not later on the thread that embeds)
+    return loaded, encoder.detector.detect(loaded.pixels)
 
 
 def _plan(
