@@ -18,7 +18,7 @@ from functools import cached_property
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from facesearch.errors import ImageError
 from facesearch.ingest.fingerprint import image_phash
@@ -220,10 +220,7 @@ def _turbo_decode(data: bytes, img: Image.Image, settings: ImageSettings) -> tup
         return None
     if pixels.shape[:2] != (-(-height // scale), -(-width // scale)):
         return None
-    orientation = _exif_orientation(img)
-    if orientation in EXIF_TRANSPOSE:
-        pixels = np.asarray(Image.fromarray(pixels).transpose(EXIF_TRANSPOSE[orientation]))
-    return pixels, orientation in QUARTER_TURNS
+    return _upright(pixels, _exif_orientation(img))
 
 
 def _pillow_decode(img: Image.Image, settings: ImageSettings) -> tuple[np.ndarray, bool]:
@@ -241,9 +238,15 @@ def _pillow_decode(img: Image.Image, settings: ImageSettings) -> tuple[np.ndarra
         raise ImageError(reason, str(exc)) from exc
     except (ValueError, SyntaxError, EOFError) as exc:  # Pillow raises these on some malformed files
         raise ImageError("corrupt", str(exc) or type(exc).__name__) from exc
-    decoded_size = img.size
-    rgb = to_rgb(_apply_exif_orientation(img))
-    return np.asarray(rgb), rgb.size != decoded_size
+    return _upright(to_rgb(img), _exif_orientation(img))
+
+
+def _upright(rgb: Image.Image | np.ndarray, orientation: int) -> tuple[np.ndarray, bool]:
+    """The RGB pixels turned as their EXIF orientation says (what ImageOps.exif_transpose does), and whether a
+    quarter; an upright array is returned as it is."""
+    if orientation in EXIF_TRANSPOSE:
+        rgb = (rgb if isinstance(rgb, Image.Image) else Image.fromarray(rgb)).transpose(EXIF_TRANSPOSE[orientation])
+    return np.asarray(rgb), orientation in QUARTER_TURNS
 
 
 def load_image(path: Path, settings: ImageSettings) -> LoadedImage:
@@ -257,14 +260,6 @@ def _exif_orientation(img: Image.Image) -> int:
     except Exception as exc:  # noqa: BLE001  (broken EXIF blocks are common; the pixels are still fine)
         log.warning("ignoring unreadable EXIF orientation: %s", exc)
         return 1
-
-
-def _apply_exif_orientation(img: Image.Image) -> Image.Image:
-    try:
-        return ImageOps.exif_transpose(img) or img
-    except Exception as exc:  # broken EXIF blocks are common; the pixels are still fine
-        log.warning("ignoring unreadable EXIF orientation: %s", exc)
-        return img
 
 
 def to_rgb(img: Image.Image) -> Image.Image:

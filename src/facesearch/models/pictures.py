@@ -26,11 +26,6 @@ def pil_image(picture: Picture) -> Image.Image:
     return Image.fromarray(picture).convert("RGB") if isinstance(picture, np.ndarray) else picture.convert("RGB")
 
 
-def picture_size(picture: Picture) -> tuple[int, int]:
-    """(width, height)."""
-    return (picture.shape[1], picture.shape[0]) if isinstance(picture, np.ndarray) else picture.size
-
-
 def resize_to_fit(pixels: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
     """(pixels no larger than ``max_side``, scale applied).
 

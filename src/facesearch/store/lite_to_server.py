@@ -52,9 +52,9 @@ def copy_collection(source: FaceStore, target: FaceStore, name: str, batch_size:
     # A fresh copy is inserted: an upsert is a delete + insert on Milvus 2.3, and 100k delete records on an empty
     # collection are filtered on every search until compaction (~3x the p50 at 100k). An earlier, interrupted
     # move left rows: those are upserted (by primary key), so nothing is duplicated.
-    resume = target.client.has_collection(name) and target.count(name) > 0
-    write = target.client.upsert if resume else target.client.insert
-    if not target.client.has_collection(name):
+    exists = target.client.has_collection(name)
+    write = target.client.upsert if exists and target.count(name) > 0 else target.client.insert
+    if not exists:
         target.client.create_collection(
             name,
             schema=_schema_like(described),
