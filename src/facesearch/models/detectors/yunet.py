@@ -32,20 +32,26 @@ TOP_K = 5000  # candidates kept before NMS
 RETRY_MAX_SIDE = 320  # YuNet misses faces over ~300 px: the close-up retry runs on a small bordered copy
 STRIDES = (8, 16, 32)
 PAD_TO = 32  # the network's input sides are multiples of the largest stride (zero padding right and bottom)
+# Sides over 512 px are padded to multiples of 64: every new input shape costs OpenVINO ~40 ms of CPU the first
+# time (kernels prepared for it); 64 halves the shapes a mixed library brings and keeps 3:2, 4:3 and 16:9 photos
+# (1024x704, 768, 576) exactly as small as 32 does.
+LARGE_SIDE, LARGE_PAD_TO = 512, 64
 
 
 def weights_path() -> Path:
     return packaged_file(WEIGHTS_PACKAGE, WEIGHTS_FILE, WEIGHTS_SHA256, WEIGHTS_PIN)
 
 
+def padded_side(side: int) -> int:
+    step = LARGE_PAD_TO if side > LARGE_SIDE else PAD_TO
+    return -(-side // step) * step
+
+
 def network_input(pixels: np.ndarray) -> np.ndarray:
-    """1x3xHxW float32 BGR 0..255 of an RGB array, zero-padded to multiples of 32 (what FaceDetectorYN feeds the network)."""
+    """1xHxWx3 uint8 RGB, zero-padded right and bottom to the network's sides (the runner converts to float BGR planes)."""
     height, width = pixels.shape[:2]
-    blob = np.empty((1, 3, -(-height // PAD_TO) * PAD_TO, -(-width // PAD_TO) * PAD_TO), dtype=np.float32)
-    blob[0, :, height:] = 0
-    blob[0, :, :height, width:] = 0
-    for channel in range(3):  # one plane at a time: half the time of one transposed copy
-        blob[0, channel, :height, :width] = pixels[:, :, 2 - channel]
+    blob = np.zeros((1, padded_side(height), padded_side(width), 3), dtype=np.uint8)
+    blob[0, :height, :width] = pixels
     return blob
 
 
@@ -105,7 +111,7 @@ class YuNetDetector(FaceDetector):
         else:
             # always fp32: in bf16 landmarks moved up to 5 px on the samples and SFace vectors by up to 0.08 cosine
             fp32 = self.inference.model_copy(update={"precision": "fp32"})
-            self._runner = load_graph(self._path, WEIGHTS_SHA256, [2, 3], fp32, self.inference.threads)
+            self._runner = load_graph(self._path, WEIGHTS_SHA256, [2, 3], fp32, self.inference.threads, rgb_u8_input=True)
 
     def _detector(self) -> Any:
         detector = getattr(self._local, "detector", None)
@@ -120,7 +126,7 @@ class YuNetDetector(FaceDetector):
     def _raw_detect(self, pixels: np.ndarray) -> RawDetections:
         if self._runner is not None:
             blob = network_input(pixels)
-            return decode_yunet(self._runner.run(blob), blob.shape[2:], min(0.5, self.min_score))
+            return decode_yunet(self._runner.run(blob), blob.shape[1:3], min(0.5, self.min_score))
         bgr = np.ascontiguousarray(pixels[:, :, ::-1])
         detector = self._detector()
         detector.setInputSize((bgr.shape[1], bgr.shape[0]))
