@@ -70,6 +70,8 @@ class CpuSampler:
                 times = proc.cpu_times()
                 entry = self.procs.setdefault(proc.pid, {"role": "flow" if proc.pid == self._me.pid else role(proc), "first": times.user + times.system})
                 entry["last"] = times.user + times.system
+                if entry["role"] == "dask-worker":
+                    entry.setdefault("pinned", {}).update(pinned_threads(proc))
         for t in self._me.threads():
             self.threads[t.id] = t.user_time + t.system_time
         for t in threading.enumerate():
@@ -98,7 +100,8 @@ class CpuSampler:
                 continue
             # a process started during the run counts from 0; the flow and the server count from the first sample
             used = entry["last"] - (entry["first"] if entry["role"] in ("flow", "prefect-server") else 0.0)
-            per_process.append({"pid": pid, "role": entry["role"], "cpu_s": round(used, 2), "cores": round(used / seconds, 3)})
+            row = {"pid": pid, "role": entry["role"], "cpu_s": round(used, 2), "cores": round(used / seconds, 3)}
+            per_process.append({**row, "pinned_threads": entry["pinned"]} if "pinned" in entry else row)
         by_thread = Counter()
         for tid, cpu in self.threads.items():
             name = self.thread_names.get(tid, f"tid-{tid}")
@@ -115,6 +118,19 @@ class CpuSampler:
             "processes": sorted(per_process, key=lambda p: -p["cpu_s"]),
             "flow_threads": {k: round(v, 2) for k, v in by_thread.most_common() if v >= 0.05},
         }
+
+
+def pinned_threads(proc: psutil.Process) -> dict[str, Any]:
+    """The threads of a process that may run on fewer CPUs than the process: name, CPUs, CPU seconds."""
+    allowed = proc.cpu_affinity()
+    pinned: dict[str, Any] = {}
+    for t in proc.threads():
+        with contextlib.suppress(OSError):
+            cpus = sorted(os.sched_getaffinity(t.id))
+            if cpus != sorted(allowed):
+                name = Path(f"/proc/{proc.pid}/task/{t.id}/comm").read_text().strip()
+                pinned[str(t.id)] = {"name": name, "cpus": cpus, "cpu_s": round(t.user_time + t.system_time, 2)}
+    return pinned
 
 
 def server_pid() -> int | None:
