@@ -72,6 +72,7 @@ class CpuSampler:
                 entry["last"] = times.user + times.system
                 if entry["role"] == "dask-worker":
                     entry.setdefault("pinned", {}).update(pinned_threads(proc))
+                    entry.setdefault("waits", {}).update(runqueue_waits(proc))
         for t in self._me.threads():
             self.threads[t.id] = t.user_time + t.system_time
         for t in threading.enumerate():
@@ -101,7 +102,9 @@ class CpuSampler:
             # a process started during the run counts from 0; the flow and the server count from the first sample
             used = entry["last"] - (entry["first"] if entry["role"] in ("flow", "prefect-server") else 0.0)
             row = {"pid": pid, "role": entry["role"], "cpu_s": round(used, 2), "cores": round(used / seconds, 3)}
-            per_process.append({**row, "pinned_threads": entry["pinned"]} if "pinned" in entry else row)
+            if "pinned" in entry:
+                row.update(pinned_threads=entry["pinned"], runqueue_wait_s=round(sum(entry["waits"].values()), 2))
+            per_process.append(row)
         by_thread = Counter()
         for tid, cpu in self.threads.items():
             name = self.thread_names.get(tid, f"tid-{tid}")
@@ -131,6 +134,15 @@ def pinned_threads(proc: psutil.Process) -> dict[str, Any]:
                 name = Path(f"/proc/{proc.pid}/task/{t.id}/comm").read_text().strip()
                 pinned[str(t.id)] = {"name": name, "cpus": cpus, "cpu_s": round(t.user_time + t.system_time, 2)}
     return pinned
+
+
+def runqueue_waits(proc: psutil.Process) -> dict[int, float]:
+    """Seconds each thread was runnable but waited for a CPU (Linux schedstat): high when threads share a pinned core."""
+    waits = {}
+    for t in proc.threads():
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            waits[t.id] = int(Path(f"/proc/{proc.pid}/task/{t.id}/schedstat").read_text().split()[1]) / 1e9
+    return waits
 
 
 def server_pid() -> int | None:
