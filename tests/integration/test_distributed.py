@@ -128,8 +128,16 @@ def test_an_unreachable_scheduler_fails_in_seconds_naming_it(tmp_path: Path, joh
 
     shutil.copy(next(johns.glob("*/*.jpg")), tmp_path / "one.jpg")  # photos to index: the scheduler is the only problem
 
-    args = ["--set", "compute.dask_address=tcp://127.0.0.1:1", "--set", "compute.connect_timeout_s=2",
-            "--set", f"paths.images_dir={tmp_path}", "--set", f"milvus.uri={tmp_path / 'm.db'}"]
+    args = [
+        "--set",
+        "compute.dask_address=tcp://127.0.0.1:1",
+        "--set",
+        "compute.connect_timeout_s=2",
+        "--set",
+        f"paths.images_dir={tmp_path}",
+        "--set",
+        f"milvus.uri={tmp_path / 'm.db'}",
+    ]
     started = time.monotonic()
     result = CliRunner().invoke(app, [*args, "reindex"])
     elapsed = time.monotonic() - started

@@ -48,8 +48,7 @@ def dask_task_runner(compute: ComputeSettings) -> Any:
     if compute.dask_address == "local":
         return DaskTaskRunner(
             cluster_class="distributed.LocalCluster",
-            cluster_kwargs={"n_workers": compute.workers, "threads_per_worker": compute.threads_per_worker,
-                            "processes": True, "dashboard_address": ":0"},
+            cluster_kwargs={"n_workers": compute.workers, "threads_per_worker": compute.threads_per_worker, "processes": True, "dashboard_address": ":0"},
         )
     return DaskTaskRunner(address=compute.dask_address, client_kwargs={"timeout": f"{compute.connect_timeout_s}s"})
 
@@ -65,6 +64,5 @@ def require_scheduler(compute: ComputeSettings) -> None:
             pass
     except (OSError, TimeoutError) as exc:
         raise ComputeUnavailableError(
-            f"cannot reach the Dask scheduler at {compute.dask_address} (compute.dask_address) within "
-            f"{compute.connect_timeout_s:g} s: {exc}"
+            f"cannot reach the Dask scheduler at {compute.dask_address} (compute.dask_address) within {compute.connect_timeout_s:g} s: {exc}"
         ) from exc
