@@ -128,8 +128,16 @@ def test_an_unreachable_scheduler_fails_in_seconds_naming_it(tmp_path: Path, joh
 
     shutil.copy(next(johns.glob("*/*.jpg")), tmp_path / "one.jpg")  # photos to index: the scheduler is the only problem
 
-    args = ["--set", "compute.dask_address=tcp://127.0.0.1:1", "--set", "compute.connect_timeout_s=2",
-            "--set", f"paths.images_dir={tmp_path}", "--set", f"milvus.uri={tmp_path / 'm.db'}"]
+    args = [
+        "--set",
+        "compute.dask_address=tcp://127.0.0.1:1",
+        "--set",
+        "compute.connect_timeout_s=2",
+        "--set",
+        f"paths.images_dir={tmp_path}",
+        "--set",
+        f"milvus.uri={tmp_path / 'm.db'}",
+    ]
     started = time.monotonic()
     result = CliRunner().invoke(app, [*args, "reindex"])
     elapsed = time.monotonic() - started
@@ -137,3 +145,18 @@ def test_an_unreachable_scheduler_fails_in_seconds_naming_it(tmp_path: Path, joh
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "tcp://127.0.0.1:1" in lines[0] and "compute.dask_address" in lines[0], result.stderr
     assert elapsed < 20
+
+
+def test_local_workers_get_one_blas_thread_and_no_profiler():
+    """The workers FaceSearch spawns run one BLAS thread and no stack profiler (100 samples/s of the task thread)."""
+    import dask
+    from distributed import Client, LocalCluster
+
+    from facesearch.pipeline.compute import dask_config
+
+    with dask_config(threads=1), LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, Client(cluster) as client:
+        seen = client.run(lambda: (dask.config.get("distributed.worker.profile.enabled"), os.environ.get("OMP_NUM_THREADS")))
+        profiles = client.run(lambda dask_worker: len(dask_worker.profile_history) + len(dask_worker.profile_recent.get("children", {})))
+    assert list(seen.values()) == [(False, "1")]
+    assert list(profiles.values()) == [0]
+    assert dask.config.get("distributed.worker.profile.enabled") is True  # this process's config is left as it was

@@ -7,7 +7,11 @@ either (a wrong dequantisation axis, an anchor off by one stride) shows up here 
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import os
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -94,3 +98,41 @@ def test_engine_auto_and_missing_engine(monkeypatch: pytest.MonkeyPatch):
     assert resolve_engine(InferenceSettings(engine="auto")) == "onnxruntime"
     with pytest.raises(ConfigError, match="openvino is not installed"):
         resolve_engine(InferenceSettings(engine="openvino"))
+
+
+def narrowed_threads() -> dict[int, list[int]]:
+    """This process's threads allowed on fewer CPUs than the process itself."""
+    allowed = os.sched_getaffinity(0)
+    narrowed = {}
+    for tid in os.listdir(f"/proc/{os.getpid()}/task"):
+        with contextlib.suppress(OSError):  # a thread that ended meanwhile
+            if (cpus := os.sched_getaffinity(int(tid))) != allowed:
+                narrowed[int(tid)] = sorted(cpus)
+    return narrowed
+
+
+@pytest.mark.skipif(not HAS_OPENVINO or not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2, reason="needs OpenVINO and 2+ cores")
+def test_one_thread_openvino_runner_leaves_its_thread_unpinned(photos: list[Path], tmp_path: Path):
+    """A Dask worker's one inference thread must not be pinned: OpenVINO pins every process to the same first core."""
+    one = {"engine": "openvino", "threads": 1, "streams": 1, "cache_dir": str(tmp_path)}
+    settings = load_settings(overrides={"encoder": {"backend": "sface", "num_threads": 1}, "inference": one})
+    encoder = build_encoder(settings)
+    loaded = [load_image(p, settings.images) for p in photos]
+    encoder.encode_loaded(loaded[:1])  # loads both models: their one-time dequantisation runs onnxruntime, which pins a pool thread
+    seen: dict[int, list[int]] = {}
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            seen.update(narrowed_threads())
+            time.sleep(0.001)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        faces = encoder.encode_loaded(loaded)
+    finally:
+        done.set()
+        watcher.join()
+    assert sum(map(len, faces)) >= 10
+    assert seen == {}, f"threads pinned during inference: {seen}"
