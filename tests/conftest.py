@@ -184,6 +184,40 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
+def prefect_harness(prefect_server: str) -> Iterator[str]:
+    """In-process flow runs report to the session's Prefect server: ``prefect_test_harness`` without its own server.
+
+    ``prefect_test_harness`` starts (and migrates) a temporary API server per use, 10-20 s each on two
+    cores; the flows under test need an API, not a fresh one. The start-up itself is tested where it
+    matters (tests/integration/test_busy_machine.py starts a temporary server in its own process).
+    """
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.utilities.asyncutils import run_coro_as_sync
+
+    with temporary_settings(updates={PREFECT_API_URL: prefect_server}):
+        yield prefect_server
+        run_coro_as_sync(_drain_prefect_workers())  # logs and events reach the server before it stops
+
+
+async def _drain_prefect_workers() -> None:
+    """What ``prefect_test_harness`` does before it stops its server."""
+    import inspect
+
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    try:
+        drained = APILogWorker.instance().drain()
+        if inspect.isawaitable(drained):
+            await drained
+    except RuntimeError:  # the worker never started
+        pass
+    drained = EventsWorker.drain_all()
+    if inspect.isawaitable(drained):
+        await drained
+
+
+@pytest.fixture(scope="session")
 def test_output() -> Path:
     TEST_OUTPUT.mkdir(exist_ok=True)
     return TEST_OUTPUT

@@ -11,8 +11,12 @@ pytestmark = [pytest.mark.integration, pytest.mark.single_session]
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_demo_builds_and_reads_the_store_it_was_given(tmp_path: Path, samples: Path, monkeypatch: pytest.MonkeyPatch, capfd):
-    """The flow writes the store named by --set and the demo reads that one (it once read the default)."""
+def test_demo_builds_and_reads_the_store_it_was_given(tmp_path: Path, samples: Path, monkeypatch: pytest.MonkeyPatch, capfd, prefect_harness):
+    """The flow writes the store named by --set and the demo reads that one (it once read the default).
+
+    Its flow run reports to the session's Prefect server (``prefect_harness``): the temporary server a
+    first run starts is tested in test_busy_machine.py.
+    """
     import shutil
     import subprocess
 

@@ -24,14 +24,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.single_session]
 DASK = ["encoder.backend=sface", "compute.dask_address=local", "compute.workers=2", "compute.shard_images=2"]
 
 
-@pytest.fixture(scope="module")
-def prefect_harness():
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
-
-
 def served_rows(overrides: list[str]) -> dict[int, np.ndarray]:
     settings = load_settings(overrides=parse_overrides(overrides))
     with FaceStore(settings.milvus) as store:

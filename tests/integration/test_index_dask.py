@@ -26,14 +26,6 @@ FIELDS = ["id", "image_sha256", "face_index", "identity", "image_paths", "embedd
 
 
 @pytest.fixture(scope="module")
-def prefect_harness():
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
-
-
-@pytest.fixture(scope="module")
 def folder(tmp_path_factory: pytest.TempPathFactory, samples: Path) -> Path:
     """Two people's photos, a group photo, one photo copied into another folder, and a file that is no image."""
     root = tmp_path_factory.mktemp("adhoc") / "photos"
