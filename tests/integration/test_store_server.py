@@ -46,7 +46,8 @@ def test_store_start_is_shared_by_concurrent_processes_and_stops(tmp_path: Path,
         assert json.loads(stats.stdout)["faces"] == faces == 33
     finally:
         stopped = store("store", "stop", "--json", settings_args=opts)
-    assert stopped.json == {"stopped": True}, stopped.stderr
+    # Milvus 2.3.5 never finished a graceful stop by itself; with gracefulStopTimeout 5 it quits before our kill
+    assert stopped.json == {"stopped": True, "killed": False}, stopped.stderr
     assert not Path(f"/proc/{doc['pid']}").exists() or Path(f"/proc/{doc['pid']}/stat").read_text().split(") ", 1)[1][0] == "Z", (
         Path(f"/proc/{doc['pid']}/stat").read_text()
     )

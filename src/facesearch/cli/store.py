@@ -58,8 +58,12 @@ def store_stop(ctx: typer.Context, as_json: JsonOpt = False) -> None:
 
         server = LocalMilvusServer(Path(settings.milvus.server_dir))
         was = server.running()
-        server.stop()
-        emit({"stopped": was is not None}, as_json, lambda d: stdout.print("stopped" if d["stopped"] else "was not running"))
+        exited = server.stop()
+        emit(
+            {"stopped": was is not None, "killed": not exited},
+            as_json,
+            lambda d: stdout.print(("stopped (killed)" if d["killed"] else "stopped") if d["stopped"] else "was not running"),
+        )
 
     run_command(ctx, body)
 
