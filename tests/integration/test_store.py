@@ -141,3 +141,32 @@ def test_registry_errors_are_store_errors(settings):
     fresh = CollectionRegistry(store)  # not yet ensured: its creation goes through the store too
     with pytest.raises(StoreError):
         fresh.get("c_reg")
+
+
+def test_server_searches_on_the_stub_answer_like_milvus_client(store: FaceStore):
+    """On a server FaceStore.search sends pymilvus' request on its gRPC stub: same hits as MilvusClient.search."""
+    if store.on_lite:
+        assert store.stub_searcher is None  # Lite: always MilvusClient.search
+        return
+    assert store.stub_searcher is not None
+    store.ensure_collection("c_stub", 8, IndexSettings(nlist=4, nprobe=4))
+    recs = records(200)
+    store.upsert("c_stub", recs)
+    store.flush("c_stub")
+    queries = np.stack([recs[i].embedding + 0.01 for i in (0, 7, 42)])
+    through_stub = store.search("c_stub", queries, k=6, nprobe=4)
+    with FaceStore(store.settings.model_copy(update={"stub_search": False})) as plain:
+        assert plain.stub_searcher is None
+        expected = plain.search("c_stub", queries, k=6, nprobe=4)
+    assert [[h.id for h in hits] for hits in through_stub] == [[h.id for h in hits] for hits in expected]
+    assert through_stub[0][0].id == recs[0].id
+    flat = [(got, want) for got_hits, want_hits in zip(through_stub, expected, strict=True) for got, want in zip(got_hits, want_hits, strict=True)]
+    for got, want in flat:
+        assert got.distance == pytest.approx(want.distance, abs=1e-5)
+        assert (got.image_path, got.image_paths, got.image_sha256, got.image_phash, got.face_index, got.bbox, got.identity) == (
+            want.image_path, want.image_paths, want.image_sha256, want.image_phash, want.face_index, want.bbox, want.identity
+        )
+    filtered = store.search("c_stub", queries[:1], k=6, nprobe=4, filter="image_phash >= 100")[0]
+    assert filtered and all(h.image_phash >= 100 for h in filtered)
+    with pytest.raises(CollectionNotFoundError):
+        store.search("no_such_collection", queries[:1], k=3, nprobe=4)

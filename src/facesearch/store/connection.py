@@ -180,6 +180,18 @@ class StoreConnection:
         return with_retries(func, self.settings, operation, fail)
 
     @property
+    def stub_searcher(self) -> Any:
+        """A :class:`~facesearch.store.stub_search.StubSearcher` on this client (servers only), else None."""
+        if self.on_lite or not self.settings.stub_search:
+            return None
+        searcher = getattr(self, "_stub_searcher", None)
+        if searcher is None or searcher.client is not self._client:
+            from facesearch.store.stub_search import StubSearcher
+
+            searcher = self._stub_searcher = StubSearcher(self._client, self.settings.db_name, self.settings.timeout_s)
+        return searcher
+
+    @property
     def client(self) -> Any:
         """The underlying ``MilvusClient``: use it inside :meth:`call` (retries, StoreError), never bare."""
         return self._client

@@ -10,6 +10,7 @@ import numpy as np
 
 from facesearch.store.connection import StoreConnection, retrying
 from facesearch.store.records import HIT_FIELDS, SCALAR_FIELDS, FaceRecord, Hit, hit_from_row, quote
+from facesearch.store.stub_search import STUB_CONSISTENCY, hits_from_results
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +79,9 @@ class ReadsMixin(StoreConnection):
         params: dict[str, Any] = {"metric_type": "L2", "params": inner}
         if radius is not None:
             params["params"].update({"radius": float(radius) ** 2, "range_filter": 0.0})
+        consistency = self.settings.search_consistency
+        if (stub := self.stub_searcher) is not None and consistency in STUB_CONSISTENCY:
+            return hits_from_results(stub.search(name, vectors, int(k), params, filter, HIT_FIELDS, consistency))
         result = self._client.search(
             name,
             data=np.asarray(vectors, dtype=np.float32).tolist(),
