@@ -49,6 +49,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_ingest.py --out bench/results/ingest.json
 	$(BIN)/python bench/bench_scale.py --copies 64 --shard-images 32 --out bench/results/scale.json
 	$(BIN)/python bench/bench_default_store.py --faces 100000 --out bench/results/default_store.json
+	$(BIN)/python bench/bench_stub_search.py --faces 100000 --out bench/results/stub_search.json
 	$(BIN)/python bench/bench_search.py --sizes 10000 100000 --dim 128 --backends lite standalone faiss numpy \
 		--out bench/results/search.json
 	$(BIN)/python bench/bench_search.py --sizes 1000000 --dim 128 --backends lite faiss numpy --timeout-s 900 \

@@ -75,6 +75,8 @@ def summarise() -> dict[str, Any]:
     search = _load("search.json")
     search_1m = _load("search_1m.json")
     default_store = _load("default_store.json")
+    stub = _load("stub_search.json")
+    restart = _load("server_restart.json")
     index_types = _load("index_types.json")
     table = search_table(search, search_1m)
     at = table.get("100000", {})
@@ -102,6 +104,9 @@ def summarise() -> dict[str, Any]:
         "default_store_p99_ms": (default_store.get("default_after_move") or {}).get("p99_ms"),
         "default_store_recall_at_10": (default_store.get("default_after_move") or {}).get("recall_at_10"),
         "default_store_move_s": default_store.get("move_s"),
+        "stub_search_p50_ms": (stub.get("stub_search") or {}).get("p50_ms"),
+        "milvusclient_search_p50_ms": (stub.get("milvusclient_search") or {}).get("p50_ms"),
+        "server_stop_plus_restart_s": restart.get("stop_plus_restart_s"),
         "search_by_size": table,
         "index_types_by_size": index_types_table(index_types),
         "index_types_min_recall": index_types.get("config", {}).get("min_recall"),

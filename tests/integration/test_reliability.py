@@ -60,10 +60,19 @@ def test_searches_never_fail_while_promotion_moves_the_alias(settings, store, jo
     threads = [threading.Thread(target=searcher) for _ in range(3)]
     for t in threads:
         t.start()
-    time.sleep(1.0)
+
+    def wait_for_answers(count: int) -> None:
+        """Searches take 0.2-2 s here depending on the machine's load: wait for answers, not for a fixed time."""
+        deadline = time.monotonic() + 60
+        while len(answers) < count and not errors and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    wait_for_answers(1)
     before = len(answers)
     promotion = promote(store, settings, new, Trial(8, 8, 1.0, 1.0, 1.0, 1.0, 0.1), "test")
-    time.sleep(1.5)
+    # each of the 3 threads has at most one search in flight from before the promotion: the 4th answer after it
+    # comes from a search that started after it
+    wait_for_answers(len(answers) + 4)
     stop.set()
     for t in threads:
         t.join(timeout=30)
