@@ -29,7 +29,7 @@ for p in (str(REPO / "src"), str(REPO)):
 
 import numpy as np
 
-from bench.bench_search import face_records, nlist_for
+from bench.bench_search import face_records, nlist_for, percentiles
 
 
 def server_cpu_s(pid: int) -> float:
@@ -40,7 +40,7 @@ def server_cpu_s(pid: int) -> float:
 
 
 def interleaved(variants: dict[str, Callable[[np.ndarray], Any]], queries: np.ndarray, rounds: int, server_pid: int) -> dict[str, Any]:
-    """p50/p95 wall, client CPU p50 and server CPU mean per search, each variant called once per query in shuffled order."""
+    """Wall percentiles, client CPU p50 and server CPU mean per search, each variant called once per query in shuffled order."""
     for run in variants.values():
         for q in queries[:10]:
             run(q)
@@ -60,11 +60,9 @@ def interleaved(variants: dict[str, Callable[[np.ndarray], Any]], queries: np.nd
                 server[key].append((server_cpu_s(server_pid) - s0) * 1000)
     return {
         key: {
-            "p50_ms": round(statistics.median(wall[key]), 3),
-            "p95_ms": round(float(np.percentile(wall[key], 95)), 3),
+            **percentiles(wall[key]),
             "client_cpu_p50_ms": round(statistics.median(client[key]), 3),
             "server_cpu_mean_ms": round(statistics.mean(server[key]), 3),
-            "calls": len(wall[key]),
         }
         for key in variants
     }

@@ -73,7 +73,7 @@ class MilvusSettings(_Section):
     # (Milvus' own default) sees rows a few seconds old at 2-3 ms. Milvus Lite ignores it.
     search_consistency: Literal["Strong", "Bounded", "Session", "Eventually"] = "Bounded"
     # On a server, searches go out on pymilvus' gRPC stub with a request it built once (store/stub_search.py:
-    # ~1.3 ms less per search); false = every search through MilvusClient.search.
+    # ~0.3-0.5 ms less per search); false = every search through MilvusClient.search.
     stub_search: bool = True
     index_build_timeout_s: float = Field(1800.0, gt=0, description="wait this long for a server to finish an index build")
     server_dir: Path = Path("data/milvus-server")  # where `facesearch store start` keeps a local Milvus standalone

@@ -122,6 +122,7 @@ class StoreConnection:
     def __init__(self, settings: MilvusSettings) -> None:
         self.settings = settings
         self._loaded: set[str] = set()
+        self._stub_searcher: Any = None  # built on first server search (stub_searcher)
         self.uri = settings.uri  # where this client is connected: a moved Lite store's standalone (store/moved.py)
         self._client = self._connect()
 
@@ -184,7 +185,7 @@ class StoreConnection:
         """A :class:`~facesearch.store.stub_search.StubSearcher` on this client (servers only), else None."""
         if self.on_lite or not self.settings.stub_search:
             return None
-        searcher = getattr(self, "_stub_searcher", None)
+        searcher = self._stub_searcher
         if searcher is None or searcher.client is not self._client:
             from facesearch.store.stub_search import StubSearcher
 

@@ -104,16 +104,43 @@ def quote(value: str) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def hit_from_row(raw: dict[str, Any]) -> Hit:
-    entity = raw.get("entity", raw)
+def hit_from_values(
+    id_: Any,
+    squared_distance: float,
+    image_path: str,
+    image_sha256: str,
+    face_index: Any,
+    bbox: Any,
+    identity: str,
+    image_phash: Any,
+    image_paths: Any,
+) -> Hit:
+    """A Hit from Milvus' values: true L2 from its squared distance, bbox to 0.1 px, and the defaults
+    (phash 0, no other paths) for collections made before those fields existed (None here)."""
     return Hit(
-        id=int(raw["id"]),
-        distance=float(np.sqrt(max(float(raw["distance"]), 0.0))),
-        image_path=entity["image_path"],
-        image_sha256=entity["image_sha256"],
-        face_index=int(entity["face_index"]),
-        bbox=[round(float(v), 1) for v in entity["bbox"]],
-        identity=entity["identity"],
-        image_phash=int(entity.get("image_phash") or 0),
-        image_paths=list(entity.get("image_paths") or []),
+        id=int(id_),
+        distance=float(np.sqrt(max(float(squared_distance), 0.0))),
+        image_path=image_path,
+        image_sha256=image_sha256,
+        face_index=int(face_index),
+        bbox=[round(float(v), 1) for v in bbox],
+        identity=identity,
+        image_phash=int(image_phash or 0),
+        image_paths=list(image_paths or []),
+    )
+
+
+def hit_from_row(raw: dict[str, Any]) -> Hit:
+    """A Hit from one row of ``MilvusClient.search``."""
+    entity = raw.get("entity", raw)
+    return hit_from_values(
+        raw["id"],
+        raw["distance"],
+        entity["image_path"],
+        entity["image_sha256"],
+        entity["face_index"],
+        entity["bbox"],
+        entity["identity"],
+        entity.get("image_phash"),
+        entity.get("image_paths"),
     )

@@ -1,8 +1,9 @@
 """Searches on a Milvus server sent on pymilvus' own gRPC stub, the reply read column by column.
 
-Why: at 100k faces on the local standalone a search costs ~6 ms, of which pymilvus 3.0.2 spends ~1.3 ms of
-Python building the request from lists and turning the reply into one dict per hit (measured 2026-12-02:
-the same request sent on the stub, same ids, p50 5.97 vs 7.26 ms). Here pymilvus still builds the request
+Why: at 100k faces on the local standalone a search costs ~5-6 ms, of which pymilvus 3.0.2 spends ~2 ms of
+client CPU building the request from lists and turning the reply into one dict per hit. Sending pymilvus'
+request on its stub and reading the reply column-wise saves ~0.3-0.5 ms of it (measured 2026-12-02,
+bench/bench_stub_search.py: p50 4.94 vs 5.23 ms, client CPU 1.68 vs 2.02 ms). Here pymilvus still builds the request
 (``Prepare.search_requests_with_expr``, once per collection, k, params, filter and fields) and the query
 vectors (``_prepare_placeholder_str``); per call only the vectors change. Consistency levels whose
 guarantee timestamp changes per call (Session) are left to ``MilvusClient.search``; so is Milvus Lite.
@@ -16,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from facesearch.store.records import Hit
+from facesearch.store.records import Hit, hit_from_values
 
 # The guarantee timestamps pymilvus sends for these levels are constants (Strong 0, Bounded 2, Eventually 1).
 STUB_CONSISTENCY = frozenset({"Strong", "Bounded", "Eventually"})
@@ -88,34 +89,24 @@ class StubSearcher:
 
 
 def hits_from_results(results: Any) -> list[list[Hit]]:
-    """Hits per query from a ``SearchResultData`` with the HIT_FIELDS columns, nearest first, true L2."""
+    """Hits per query from a ``SearchResultData`` with the HIT_FIELDS columns, nearest first."""
     columns = {fd.field_name: fd.scalars for fd in results.fields_data}
     ids = results.ids.int_id.data
-    distances = np.sqrt(np.maximum(np.asarray(results.scores, dtype=np.float64), 0.0))
+    scores = results.scores
     paths = columns["image_path"].string_data.data
     sha256s = columns["image_sha256"].string_data.data
     face_indexes = columns["face_index"].long_data.data
     identities = columns["identity"].string_data.data
     bboxes = columns["bbox"].array_data.data
-    # collections made before these fields existed have no such column (hit_from_row's defaults)
-    phashes = columns["image_phash"].long_data.data if "image_phash" in columns else [0] * len(ids)
-    all_paths = [list(a.string_data.data) for a in columns["image_paths"].array_data.data] if "image_paths" in columns else [[]] * len(ids)
+    # collections made before these fields existed have no such column: None takes hit_from_values' defaults
+    phashes = columns["image_phash"].long_data.data if "image_phash" in columns else [None] * len(ids)
+    all_paths = [a.string_data.data for a in columns["image_paths"].array_data.data] if "image_paths" in columns else [None] * len(ids)
     out: list[list[Hit]] = []
     start = 0
     for count in results.topks:
         out.append(
             [
-                Hit(
-                    id=int(ids[i]),
-                    distance=float(distances[i]),
-                    image_path=paths[i],
-                    image_sha256=sha256s[i],
-                    face_index=int(face_indexes[i]),
-                    bbox=[round(float(v), 1) for v in bboxes[i].float_data.data],
-                    identity=identities[i],
-                    image_phash=int(phashes[i]),
-                    image_paths=list(all_paths[i]),
-                )
+                hit_from_values(ids[i], scores[i], paths[i], sha256s[i], face_indexes[i], bboxes[i].float_data.data, identities[i], phashes[i], all_paths[i])
                 for i in range(start, start + count)
             ]
         )
