@@ -39,7 +39,7 @@ STATE_FILE = "facesearch-server.json"
 # against them until killed, and a restart waits for the dead process's etcd sessions to expire (ttl 30 s):
 # stop + start took 20 + 47 s. Milvus' own force-quit after 5 s and a 10 s session ttl: 5 + 15 s.
 # Milvus sizes a segment by the schema's largest possible row (image_path's max_length 4096 and the paths array),
-# so 512 MB held only ~60k faces: 100k faces were 2 sealed segments, 1M were 17, and every search pays per segment.
+# so 512 MB held only ~60k faces: 100k faces were 2 sealed segments (1M ~17), and every search pays per segment.
 # 1024 MB is Milvus 2.4's default; at 100k (one segment) the server's CPU per search fell 5.30 -> 4.54 ms and p50
 # 5.99 -> 5.77 ms (four standalones, searches interleaved, 2026-12-02). It applies to segments sealed from now on.
 SERVER_SETTINGS = {
