@@ -92,7 +92,9 @@ def main(argv: list[str] | None = None) -> int:
             for start in range(0, args.faces, 2000):
                 stub.client.insert(name, [r.to_row() for r in face_records(data["vectors"], data["identity"], start, min(args.faces, start + 2000))])
             stub.flush(name)
-            stub.wait_for_index(name)
+            # rows written to a loaded collection are searched as growing segments until the query node takes the
+            # indexed ones over: index and load as the sweep does, so the search runs on the sealed, indexed segment
+            stub.rebuild_index(name, nlist)
             k, nprobe = 10, args.nprobe
             same = all(
                 [h.id for h in stub.search(name, q[None], k=k, nprobe=nprobe)[0]] == [h.id for h in plain.search(name, q[None], k=k, nprobe=nprobe)[0]]

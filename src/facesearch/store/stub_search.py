@@ -1,9 +1,9 @@
 """Searches on a Milvus server sent on pymilvus' own gRPC stub, the reply read column by column.
 
-Why: at 100k faces on the local standalone a search costs ~5-6 ms, of which pymilvus 3.0.2 spends ~2 ms of
-client CPU building the request from lists and turning the reply into one dict per hit. Sending pymilvus'
-request on its stub and reading the reply column-wise saves ~0.3-0.5 ms of it (measured 2026-12-02,
-bench/bench_stub_search.py: p50 4.94 vs 5.23 ms, client CPU 1.68 vs 2.02 ms). Here pymilvus still builds the request
+Why: at 100k faces on the local standalone a search costs ~5-6 ms, ~2 ms of it client CPU (the gRPC call
+itself ~1 ms); pymilvus 3.0.2's share is building the request from lists and turning the reply into one dict
+per hit. Sending pymilvus' request on its stub and reading the reply column-wise saves ~0.3-0.5 ms (measured
+2026-12-02, bench/bench_stub_search.py: p50 4.94 vs 5.23 ms, client CPU 1.68 vs 2.02 ms). Here pymilvus still builds the request
 (``Prepare.search_requests_with_expr``, once per collection, k, params, filter and fields) and the query
 vectors (``_prepare_placeholder_str``); per call only the vectors change. Consistency levels whose
 guarantee timestamp changes per call (Session) are left to ``MilvusClient.search``; so is Milvus Lite.
