@@ -170,3 +170,84 @@ def test_server_searches_on_the_stub_answer_like_milvus_client(store: FaceStore)
     assert filtered and all(h.image_phash >= 100 for h in filtered)
     with pytest.raises(CollectionNotFoundError):
         store.search("no_such_collection", queries[:1], k=3, nprobe=4)
+
+
+def _legacy_collection(store: FaceStore, like: str, name: str) -> None:
+    """``name`` with ``like``'s schema and index but no ``hit_json``: a collection made before the field existed."""
+    from facesearch.store.lite_to_server import _schema_like
+    from facesearch.store.records import HIT_JSON
+
+    described = store.client.describe_collection(like)
+    described = {**described, "fields": [f for f in described["fields"] if f["name"] != HIT_JSON]}
+    store.client.create_collection(name, schema=_schema_like(described))
+    index = store.index_info(like)
+    store.client.create_index(name, store._index_params(index.index_type, index.metric_type, index.nlist or 0))
+    store.rebuild_index(name, index.nlist, index.index_type, index.metric_type)
+
+
+def _fields(hit) -> tuple:
+    return (hit.id, hit.image_path, hit.image_paths, hit.image_sha256, hit.image_phash, hit.face_index, hit.bbox, hit.identity)
+
+
+def test_hits_are_read_from_the_packed_field(store: FaceStore):
+    """New collections carry hit_json; a search returns exactly what was written, odd characters and paths too
+    long to pack included."""
+    from facesearch.store.records import HIT_JSON, HIT_JSON_MAX_LEN, pack_hit
+
+    store.ensure_collection("c_packed", 8, IndexSettings(nlist=4, nprobe=4))
+    assert store.packs_hits("c_packed")
+    recs = records(60)
+    recs[5] = FaceRecord(6, '/p/Zoë "quoted"\\x.jpg', ['/p/Zoë "quoted"\\x.jpg', "/q/ü.jpg"], "ab" * 32, 2**62, 3, [1.25, 2.5, 30.75, 40.0],
+                         0.9, "O'Brien \u00e9\u4e2d", "dlib-resnet-v1", recs[5].embedding)
+    long_paths = [f"/{i:02d}/" + "x" * 4000 + ".jpg" for i in range(20)]  # 80 kB of paths: more than a VARCHAR holds
+    recs[9] = FaceRecord(10, long_paths[0], long_paths, "cd" * 32, 9, 0, [0, 0, 1, 1], 0.9, "", "dlib-resnet-v1", recs[9].embedding)
+    store.upsert("c_packed", recs)
+    store.flush("c_packed")
+    rows = {r["id"]: r[HIT_JSON] for r in store.query("c_packed", "id in [6, 10]", [HIT_JSON])}
+    assert rows[6] == pack_hit(recs[5].image_path, recs[5].image_sha256, recs[5].image_phash, 3, recs[5].bbox, recs[5].identity, recs[5].image_paths)
+    assert len(rows[10].encode()) < HIT_JSON_MAX_LEN and "image_paths" not in rows[10]
+    hit = store.search("c_packed", recs[5].embedding[None], k=1, nprobe=4)[0][0]
+    assert _fields(hit) == (6, recs[5].image_path, recs[5].image_paths, "ab" * 32, 2**62, 3, [1.2, 2.5, 30.8, 40.0], recs[5].identity)
+    hits = store.search("c_packed", np.stack([recs[9].embedding, recs[5].embedding]), k=2, nprobe=4)
+    assert (hits[0][0].id, hits[0][0].image_paths, hits[0][0].image_sha256) == (10, long_paths, "cd" * 32)
+    assert hits[1][0].image_paths == recs[5].image_paths
+
+
+def test_collections_made_before_hit_json_are_read_and_written_as_before(store: FaceStore):
+    store.ensure_collection("c_new", 8, IndexSettings(nlist=4, nprobe=4))
+    _legacy_collection(store, "c_new", "c_old")
+    assert store.packs_hits("c_new") and not store.packs_hits("c_old")
+    recs = records(80)
+    for name in ("c_new", "c_old"):
+        store.upsert(name, recs)  # the legacy collection refuses an unknown field: upsert leaves hit_json out
+        store.flush(name)
+    queries = np.stack([recs[i].embedding + 0.01 for i in (0, 9, 33)])
+    new, old = (store.search(name, queries, k=5, nprobe=4) for name in ("c_new", "c_old"))
+    assert [[_fields(h) for h in hits] for hits in new] == [[_fields(h) for h in hits] for hits in old]
+    assert [h.distance for hits in new for h in hits] == pytest.approx([h.distance for hits in old for h in hits], abs=1e-5)
+    assert new[0][0].id == recs[0].id
+
+
+def test_an_alias_moved_to_the_other_schema_behind_the_store_still_reads_and_writes(store: FaceStore):
+    """Another process promotes or rolls back: the alias now names a collection of the other schema."""
+    store.ensure_collection("c_a_new", 8, IndexSettings(nlist=4, nprobe=4))
+    _legacy_collection(store, "c_a_new", "c_a_old")
+    recs = records(40)
+    for name in ("c_a_new", "c_a_old"):
+        store.upsert(name, recs[:30])
+        store.flush(name)
+        store.ensure_loaded(name)
+    store.point_alias("c_alias", "c_a_new")
+    query = recs[3].embedding[None]
+    assert store.packs_hits("c_alias") and store.search("c_alias", query, k=1, nprobe=4)[0][0].id == recs[3].id
+    store.client.alter_alias(collection_name="c_a_old", alias="c_alias")  # not through this store: its cache is stale
+    assert store.search("c_alias", query, k=1, nprobe=4)[0][0].id == recs[3].id
+    store.upsert("c_alias", recs[30:])
+    store.client.alter_alias(collection_name="c_a_new", alias="c_alias")
+    store.upsert("c_alias", recs[30:])  # the cache says legacy now: the new collection needs hit_json
+    for name in ("c_a_new", "c_a_old"):
+        store.flush(name)
+        assert store.count(name) == 40
+        assert _fields(store.search(name, recs[35].embedding[None], k=1, nprobe=4)[0][0]) == _fields(
+            store.search("c_a_new", recs[35].embedding[None], k=1, nprobe=4)[0][0]
+        )

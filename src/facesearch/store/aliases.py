@@ -46,6 +46,7 @@ class AliasesMixin(StoreConnection):
     def point_alias(self, alias: str, collection: str) -> str | None:
         """Create or move ``alias`` to ``collection`` in one call; returns the previous target."""
         previous = self.alias_target(alias)
+        self.forget_schema(alias)
         if previous is None:
             self._client.create_alias(collection_name=collection, alias=alias)
         elif previous != collection:

@@ -9,7 +9,7 @@ from facesearch.errors import (
 )
 from facesearch.settings import IndexSettings
 from facesearch.store.connection import StoreConnection, retrying
-from facesearch.store.records import MAX_PATH_LEN, MAX_PATHS_PER_IMAGE
+from facesearch.store.records import HIT_JSON, HIT_JSON_MAX_LEN, MAX_PATH_LEN, MAX_PATHS_PER_IMAGE
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,25 @@ class CollectionsMixin(StoreConnection):
 
     @retrying
     def drop_collection(self, name: str) -> None:
+        self._packs_hits.clear()  # an alias may have pointed at it
         self._client.drop_collection(name)
+
+    @retrying
+    def packs_hits(self, name: str) -> bool:
+        """True when ``name`` (a collection or an alias) has the packed ``hit_json`` field.
+
+        Collections made before it existed have not (Milvus 2.3 cannot add a field); they are read and
+        written as before. Cached per name: a collection's schema never changes, and callers that meet
+        an error naming the field (an alias moved by another process) call :meth:`forget_schema`.
+        """
+        known = self._packs_hits.get(name)
+        if known is None:
+            fields = self._client.describe_collection(name)["fields"]
+            known = self._packs_hits[name] = any(f["name"] == HIT_JSON for f in fields)
+        return known
+
+    def forget_schema(self, name: str) -> None:
+        self._packs_hits.pop(name, None)
 
     @retrying
     def ensure_collection(self, name: str, dim: int, index: IndexSettings) -> bool:
@@ -64,11 +82,13 @@ class CollectionsMixin(StoreConnection):
         schema.add_field("det_prob", DataType.FLOAT)
         schema.add_field("identity", DataType.VARCHAR, max_length=512)
         schema.add_field("encoder", DataType.VARCHAR, max_length=64)
+        schema.add_field(HIT_JSON, DataType.VARCHAR, max_length=HIT_JSON_MAX_LEN)
         schema.add_field("embedding", DataType.FLOAT_VECTOR, dim=dim)
         index_params = self._index_params(index.index_type, index.metric_type, index.nlist)
         self._client.create_collection(name, schema=schema, index_params=index_params, consistency_level="Strong")
         self._verify_index(name, index.index_type, index.nlist)
         self._loaded.add(name)
+        self._packs_hits[name] = True
         log.info("created collection %s (%d-d, %s nlist=%d)", name, dim, index.index_type, index.nlist)
         return True
 

@@ -122,6 +122,7 @@ class StoreConnection:
     def __init__(self, settings: MilvusSettings) -> None:
         self.settings = settings
         self._loaded: set[str] = set()
+        self._packs_hits: dict[str, bool] = {}  # collection or alias -> has HIT_JSON (CollectionsMixin.packs_hits)
         self._stub_searcher: Any = None  # built on first server search (stub_searcher)
         self.uri = settings.uri  # where this client is connected: a moved Lite store's standalone (store/moved.py)
         self._client = self._connect()

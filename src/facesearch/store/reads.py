@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from facesearch.store.connection import StoreConnection, retrying
-from facesearch.store.records import HIT_FIELDS, SCALAR_FIELDS, FaceRecord, Hit, hit_from_row, quote
+from facesearch.store.records import HIT_FIELDS, HIT_JSON, PACKED_HIT_FIELDS, SCALAR_FIELDS, FaceRecord, Hit, hit_from_row, quote
 from facesearch.store.stub_search import STUB_CONSISTENCY, hits_from_results
 
 log = logging.getLogger(__name__)
@@ -79,17 +80,40 @@ class ReadsMixin(StoreConnection):
         params: dict[str, Any] = {"metric_type": "L2", "params": inner}
         if radius is not None:
             params["params"].update({"radius": float(radius) ** 2, "range_filter": 0.0})
+        try:
+            return self._search_hits(name, vectors, k, params, filter)
+        except Exception as exc:
+            if HIT_JSON not in str(exc):
+                raise
+            self.forget_schema(name)  # another process moved the alias to a collection made before hit_json
+            return self._search_hits(name, vectors, k, params, filter)
+
+    def _search_hits(self, name: str, vectors: np.ndarray, k: int, params: dict[str, Any], filter: str) -> list[list[Hit]]:
+        packed = self.packs_hits(name)
+        hits = self._search_fields(name, vectors, k, params, filter, PACKED_HIT_FIELDS if packed else HIT_FIELDS)
+        return self._with_long_paths(name, hits) if packed else hits
+
+    def _with_long_paths(self, name: str, hits: list[list[Hit]]) -> list[list[Hit]]:
+        """Fill in the paths of packed hits whose paths did not fit in ``hit_json`` (records.pack_hit)."""
+        missing = {h.id for row in hits for h in row if not h.image_paths}
+        if not missing:
+            return hits
+        rows = self._client.query(name, filter=f"id in [{', '.join(map(str, sorted(missing)))}]", output_fields=["image_paths"])
+        paths = {int(r["id"]): list(r["image_paths"]) for r in rows}
+        return [[replace(h, image_paths=paths.get(h.id, [])) if h.id in missing else h for h in row] for row in hits]
+
+    def _search_fields(self, name: str, vectors: np.ndarray, k: int, params: dict[str, Any], filter: str, fields: list[str]) -> list[list[Hit]]:
         consistency = self.settings.search_consistency
         if (stub := self.stub_searcher) is not None and consistency in STUB_CONSISTENCY:
-            return hits_from_results(stub.search(name, vectors, int(k), params, filter, HIT_FIELDS, consistency))
+            return hits_from_results(stub.search(name, vectors, int(k), params, filter, fields, consistency))
         result = self._client.search(
             name,
             data=np.asarray(vectors, dtype=np.float32).tolist(),
             limit=int(k),
             filter=filter,
             search_params=params,
-            output_fields=HIT_FIELDS,
-            consistency_level=self.settings.search_consistency,
+            output_fields=fields,
+            consistency_level=consistency,
         )
         return [[hit_from_row(h) for h in hits] for hits in result]
 

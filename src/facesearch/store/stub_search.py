@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from facesearch.store.records import Hit, hit_from_values
+from facesearch.store.records import HIT_JSON, Hit, hit_from_packed, hit_from_values
 
 # The guarantee timestamps pymilvus sends for these levels are constants (Strong 0, Bounded 2, Eventually 1).
 STUB_CONSISTENCY = frozenset({"Strong", "Bounded", "Eventually"})
@@ -89,10 +89,13 @@ class StubSearcher:
 
 
 def hits_from_results(results: Any) -> list[list[Hit]]:
-    """Hits per query from a ``SearchResultData`` with the HIT_FIELDS columns, nearest first."""
+    """Hits per query from a ``SearchResultData`` with the PACKED_HIT_FIELDS or HIT_FIELDS columns, nearest first."""
     columns = {fd.field_name: fd.scalars for fd in results.fields_data}
     ids = results.ids.int_id.data
     scores = results.scores
+    if HIT_JSON in columns:
+        packed = columns[HIT_JSON].string_data.data
+        return _per_query(results.topks, [hit_from_packed(ids[i], scores[i], packed[i]) for i in range(len(ids))])
     paths = columns["image_path"].string_data.data
     sha256s = columns["image_sha256"].string_data.data
     face_indexes = columns["face_index"].long_data.data
@@ -101,14 +104,17 @@ def hits_from_results(results: Any) -> list[list[Hit]]:
     # collections made before these fields existed have no such column: None takes hit_from_values' defaults
     phashes = columns["image_phash"].long_data.data if "image_phash" in columns else [None] * len(ids)
     all_paths = [a.string_data.data for a in columns["image_paths"].array_data.data] if "image_paths" in columns else [None] * len(ids)
+    hits = [
+        hit_from_values(ids[i], scores[i], paths[i], sha256s[i], face_indexes[i], bboxes[i].float_data.data, identities[i], phashes[i], all_paths[i])
+        for i in range(len(ids))
+    ]
+    return _per_query(results.topks, hits)
+
+
+def _per_query(topks: Sequence[int], hits: list[Hit]) -> list[list[Hit]]:
     out: list[list[Hit]] = []
     start = 0
-    for count in results.topks:
-        out.append(
-            [
-                hit_from_values(ids[i], scores[i], paths[i], sha256s[i], face_indexes[i], bboxes[i].float_data.data, identities[i], phashes[i], all_paths[i])
-                for i in range(start, start + count)
-            ]
-        )
+    for count in topks:
+        out.append(hits[start : start + count])
         start += count
     return out

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 from facesearch.store.connection import StoreConnection, retrying
-from facesearch.store.records import FaceRecord
+from facesearch.store.records import HIT_JSON, FaceRecord
 
 log = logging.getLogger(__name__)
 
@@ -20,8 +21,23 @@ class WritesMixin(StoreConnection):
         self.ensure_loaded(name)
         step = self.settings.insert_batch
         for i in range(0, len(records), step):
-            self._client.upsert(name, [r.to_row() for r in records[i : i + step]])
+            chunk = records[i : i + step]
+            try:
+                self._client.upsert(name, self._rows_for(name, chunk))
+            except Exception as exc:
+                if HIT_JSON not in str(exc):
+                    raise
+                self.forget_schema(name)  # another process moved the alias to a collection of the other schema
+                self._client.upsert(name, self._rows_for(name, chunk))
         return len(records)
+
+    def _rows_for(self, name: str, records: Sequence[FaceRecord]) -> list[dict[str, Any]]:
+        """Rows as ``name`` takes them: without ``hit_json`` for collections made before it existed."""
+        rows = [r.to_row() for r in records]
+        if not self.packs_hits(name):
+            for row in rows:
+                del row[HIT_JSON]
+        return rows
 
     @retrying
     def delete_ids(self, name: str, ids: Sequence[int]) -> int:
