@@ -39,9 +39,18 @@ SERVER_SKIP := --deselect tests/integration/test_pipeline.py::test_dvc_repro_run
 	--deselect tests/integration/test_pipeline.py::test_nan_embeddings_fail_the_embeddings_suite \
 	--deselect tests/integration/test_reliability.py::test_unreachable_milvus_is_a_clear_error_after_bounded_retries
 
+# The two sessions run at once, each in its own temp dir: the server session mostly waits on Milvus (index
+# builds, loads, restarts), so on 2 cores both end sooner together than one after the other. The server
+# session's output follows the Lite session's; either failing fails make test.
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
-	$(BIN)/python -m pytest --milvus-server $(SERVER_TESTS) $(SERVER_SKIP) $(PYTEST_ARGS)
+	@tmp=$$(mktemp -d -t facesearch-test-XXXXXX); \
+	$(BIN)/python -m pytest --basetemp=$$tmp/server --milvus-server $(SERVER_TESTS) $(SERVER_SKIP) $(PYTEST_ARGS) \
+		> $$tmp/server.log 2>&1 & server=$$!; trap 'kill $$server 2>/dev/null' INT TERM; \
+	$(BIN)/python -m pytest --basetemp=$$tmp/lite $(PYTEST_ARGS); lite=$$?; \
+	wait $$server; srv=$$?; \
+	echo "== the Milvus server session (ran beside the one above; log $$tmp/server.log):"; cat $$tmp/server.log; \
+	echo "== make test: Lite session exit $$lite, server session exit $$srv"; \
+	[ $$lite -eq 0 ] && [ $$srv -eq 0 ] && rm -rf $$tmp
 
 # ~19 min on 2 cores: ingest vs the naive loops, search at 10k/100k (Lite, standalone, faiss, numpy),
 # 1M on Lite/faiss/numpy. The Lite server mode and 1M on the standalone (20 min alone) are in bench/README.md.
