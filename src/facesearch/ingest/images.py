@@ -155,8 +155,10 @@ def read_image_bytes(path: Path, settings: ImageSettings) -> bytes:
         raise ImageError("unreadable", exc.strerror or str(exc)) from exc
 
 
-def decode_image(data: bytes, settings: ImageSettings, path: Path = Path("<bytes>")) -> LoadedImage:
-    """Decode bytes into an RGB :class:`LoadedImage`, checking the pixel count before decoding."""
+def decode_image(data: bytes, settings: ImageSettings, path: Path = Path("<bytes>"), sha256: str | None = None) -> LoadedImage:
+    """Decode bytes into an RGB :class:`LoadedImage`, checking the pixel count before decoding.
+
+    ``sha256``: the bytes' hash when the caller has it already (the indexer hashes to look photos up)."""
     if not data:
         raise ImageError("empty_file", "file is 0 bytes")
     with warnings.catch_warnings():
@@ -185,7 +187,7 @@ def decode_image(data: bytes, settings: ImageSettings, path: Path = Path("<bytes
     original = (height, width) if turned else (width, height)  # EXIF may turn the photo a quarter
     return LoadedImage(
         path=path,
-        sha256=file_sha256(data),
+        sha256=sha256 or file_sha256(data),
         pixels=pixels,
         source_format=source_format,
         source_mode=source_mode,

@@ -103,10 +103,10 @@ def read_job(job: IndexJob, settings: Settings) -> bytes | ImageError:
         return exc
 
 
-def decode_job(job: IndexJob, data: bytes, settings: Settings) -> LoadedImage | ImageError:
+def decode_job(job: IndexJob, data: bytes, settings: Settings, sha256: str | None = None) -> LoadedImage | ImageError:
     """Decode a file's bytes, or give the ImageError that says why they cannot be used."""
     try:
-        return decode_image(data, settings.images, job.path)
+        return decode_image(data, settings.images, job.path, sha256)
     except ImageError as exc:
         return exc
     except MemoryError:
@@ -225,8 +225,8 @@ class _Planned:
     existing: dict[str, list[FaceRecord]]
 
 
-def _decode_and_detect(job: IndexJob, data: bytes, settings: Settings, encoder: FaceEncoder) -> tuple[LoadedImage, list[Detection]] | ImageError:
-    loaded = decode_job(job, data, settings)
+def _decode_and_detect(job: IndexJob, data: bytes, sha256: str, settings: Settings, encoder: FaceEncoder) -> tuple[LoadedImage, list[Detection]] | ImageError:
+    loaded = decode_job(job, data, settings, sha256)
     if isinstance(loaded, ImageError):
         return loaded
     loaded.phash  # noqa: B018  (computed here, in the pool, not later on the thread that embeds)
@@ -247,7 +247,7 @@ def _plan(
     good = [(job, data, file_sha256(data)) for job, data in zip(chunk, read, strict=True) if isinstance(data, bytes)]
     existing = store.records_for_images(collection, sorted({sha for _, _, sha in good}))
     known = [(job, PhotoHashes(sha, existing[sha][0].image_phash)) for job, _, sha in good if sha in existing and not force]
-    new = [(job, pool.submit(_decode_and_detect, job, data, settings, encoder)) for job, data, sha in good if sha not in existing or force]
+    new = [(job, pool.submit(_decode_and_detect, job, data, sha, settings, encoder)) for job, data, sha in good if sha not in existing or force]
     return _Planned(chunk, errors, known, new, existing)
 
 

@@ -36,7 +36,7 @@ class StubSearcher:
 
         self.client = client
         self._handler = client._get_connection()
-        self._metadata = CallContext(db_name=db_name).to_grpc_metadata()
+        self._context = CallContext(db_name=db_name)  # its metadata carries the call's time: built per call, as pymilvus does
         self._timeout_s = timeout_s
         self._requests: dict[tuple[Any, ...], Any] = {}
         self._lock = threading.Lock()
@@ -81,7 +81,7 @@ class StubSearcher:
         request.placeholder_group = Prepare._prepare_placeholder_str(list(rows))
         request.nq = len(rows)
         try:
-            response = self._handler._stub.Search(request, timeout=self._timeout_s, metadata=self._metadata)
+            response = self._handler._stub.Search(request, timeout=self._timeout_s, metadata=self._context.to_grpc_metadata())
         except grpc.RpcError as exc:
             raise RpcFailed(f"{exc.code().name}: {exc.details()}") from exc  # type: ignore[attr-defined]
         check_status(response.status)
