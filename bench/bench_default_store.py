@@ -4,7 +4,8 @@ Loads N face-like vectors into a Lite store through FaceStore, searches it (p50/
 then lets the store move itself (``maybe_move_to_server``, milvus.auto_server_faces = N) and searches
 again through a fresh ``FaceStore`` opened on the same Lite path, exactly as the CLI and API do: ``--windows``
 windows of 200 searches ``--window-gap-s`` apart, pooled (this VM's speed moves by a third within minutes, so
-one window is one moment), with each window's p50 beside. Reports both stores, the move's duration and the
+one window is one moment), with each window's p50, CPU per search (client + standalone) and the machine's
+busy and steal shares (/proc/stat) beside. Reports both stores, the move's duration and the
 recall@10 of both against exact search.
 
     python bench/bench_default_store.py --faces 100000 --out bench/results/default_store.json   # ~7 min here
@@ -27,6 +28,7 @@ for p in (str(REPO / "src"), str(REPO)):
         sys.path.insert(0, p)
 
 import numpy as np
+import psutil
 
 from bench.bench_search import exact_top_k, face_records, nlist_for, percentiles, recall_at_k
 
@@ -41,6 +43,22 @@ def timed_search(store: Any, name: str, queries: np.ndarray, k: int, nprobe: int
         ms.append((time.perf_counter() - t0) * 1000)
         found.append([h.id for h in hits[0]])
     return {**percentiles(ms), "found": found, "ms": ms}
+
+
+def cpu_ticks() -> list[int]:
+    """The machine's CPU ticks from /proc/stat: user nice system idle iowait irq softirq steal."""
+    return [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:9]]
+
+
+def window_load(before: list[int], after: list[int]) -> dict[str, float]:
+    """Shares of the machine's CPU time during a window: busy (ours and anyone's) and steal (the hypervisor's)."""
+    d = [b - a for a, b in zip(before, after, strict=True)]
+    total = sum(d) or 1
+    return {"busy_pct": round(100 * (total - d[3] - d[4] - d[7]) / total, 1), "steal_pct": round(100 * d[7] / total, 1)}
+
+
+def process_cpu_s(*procs: Any) -> float:
+    return sum(t.user + t.system for t in (p.cpu_times() for p in procs))
 
 
 def ids_only_search(store: Any, name: str, queries: np.ndarray, k: int, nprobe: int) -> dict[str, float]:
@@ -100,15 +118,23 @@ def main(argv: list[str] | None = None) -> int:
         with FaceStore(settings) as store:  # a new process's view: the same Lite path, now the standalone
             out["reopen_s"] = round(time.perf_counter() - t0, 2)
             out["backend_after_move"] = "milvus-lite" if store.on_lite else "milvus-server"
-            windows = []
+            server = LocalMilvusServer(settings.server_dir).running()
+            procs = [psutil.Process(), *([psutil.Process(server.pid)] if server else [])]
+            windows, loads = [], []
             for w in range(args.windows):
                 if w:
                     time.sleep(args.window_gap_s)
+                ticks, cpu_s = cpu_ticks(), process_cpu_s(*procs)
                 windows.append(timed_search(store, store.resolve(settings.alias), data["queries"], 10, args.nprobe))
+                calls = len(windows[-1]["ms"]) + 10  # with the warm-up
+                loads.append(window_load(ticks, cpu_ticks()) | {"cpu_ms_per_search": round((process_cpu_s(*procs) - cpu_s) * 1000 / calls, 2)})
             out["default_after_move"] = percentiles([m for w in windows for m in w["ms"]]) | {
                 "recall_at_10": recall_at_k(windows[0]["found"], truth, 10),
                 "window_p50_ms": [w["p50_ms"] for w in windows],
                 "window_gap_s": args.window_gap_s,
+                # client + standalone CPU per search and the machine's state in each window: a slow window with
+                # the same CPU per search and more steal is this VM's hypervisor, not FaceSearch or Milvus
+                "window_load": loads,
             }
             out["ids_only_after_move"] = ids_only_search(store, store.resolve(settings.alias), data["queries"], 10, args.nprobe)
             time.sleep(args.settle_s)  # the standalone compacts and hands segments off in the background after a load
