@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import TypeVar
 
 from facesearch.errors import (
     StoreError,
@@ -12,6 +14,8 @@ from facesearch.store.connection import StoreConnection, retrying
 from facesearch.store.records import HIT_JSON, HIT_JSON_MAX_LEN, MAX_PATH_LEN, MAX_PATHS_PER_IMAGE
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 LITE_COMFORTABLE_ROWS = 20_000  # past this, Milvus Lite searches pass ~15 ms (bench/results); a server stays flat
@@ -55,6 +59,17 @@ class CollectionsMixin(StoreConnection):
 
     def forget_schema(self, name: str) -> None:
         self._packs_hits.pop(name, None)
+
+    def on_current_schema(self, name: str, call: Callable[[], T]) -> T:
+        """``call()``; once more, with ``name``'s schema asked again, when it failed naming ``hit_json``:
+        another process moved the alias to a collection of the other schema."""
+        try:
+            return call()
+        except Exception as exc:
+            if HIT_JSON not in str(exc):
+                raise
+            self.forget_schema(name)
+            return call()
 
     @retrying
     def ensure_collection(self, name: str, dim: int, index: IndexSettings) -> bool:

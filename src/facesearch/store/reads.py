@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from facesearch.store.connection import StoreConnection, retrying
-from facesearch.store.records import HIT_FIELDS, HIT_JSON, PACKED_HIT_FIELDS, SCALAR_FIELDS, FaceRecord, Hit, hit_from_row, quote
+from facesearch.store.records import HIT_FIELDS, PACKED_HIT_FIELDS, SCALAR_FIELDS, FaceRecord, Hit, hit_from_row, quote
 from facesearch.store.stub_search import STUB_CONSISTENCY, hits_from_results
 
 log = logging.getLogger(__name__)
@@ -80,13 +80,7 @@ class ReadsMixin(StoreConnection):
         params: dict[str, Any] = {"metric_type": "L2", "params": inner}
         if radius is not None:
             params["params"].update({"radius": float(radius) ** 2, "range_filter": 0.0})
-        try:
-            return self._search_hits(name, vectors, k, params, filter)
-        except Exception as exc:
-            if HIT_JSON not in str(exc):
-                raise
-            self.forget_schema(name)  # another process moved the alias to a collection made before hit_json
-            return self._search_hits(name, vectors, k, params, filter)
+        return self.on_current_schema(name, lambda: self._search_hits(name, vectors, k, params, filter))
 
     def _search_hits(self, name: str, vectors: np.ndarray, k: int, params: dict[str, Any], filter: str) -> list[list[Hit]]:
         packed = self.packs_hits(name)

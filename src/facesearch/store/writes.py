@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -22,14 +23,11 @@ class WritesMixin(StoreConnection):
         step = self.settings.insert_batch
         for i in range(0, len(records), step):
             chunk = records[i : i + step]
-            try:
-                self._client.upsert(name, self._rows_for(name, chunk))
-            except Exception as exc:
-                if HIT_JSON not in str(exc):
-                    raise
-                self.forget_schema(name)  # another process moved the alias to a collection of the other schema
-                self._client.upsert(name, self._rows_for(name, chunk))
+            self.on_current_schema(name, functools.partial(self._upsert_rows, name, chunk))
         return len(records)
+
+    def _upsert_rows(self, name: str, records: Sequence[FaceRecord]) -> None:
+        self._client.upsert(name, self._rows_for(name, records))
 
     def _rows_for(self, name: str, records: Sequence[FaceRecord]) -> list[dict[str, Any]]:
         """Rows as ``name`` takes them: without ``hit_json`` for collections made before it existed."""
